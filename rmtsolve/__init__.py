@@ -1,0 +1,36 @@
+"""rmtsolve: precise high-dimensional learning curves of diffusion models.
+
+Public entry points (imported lazily so that ``import rmtsolve`` stays fast):
+
+- :func:`rf_dsm` -- random-features denoising score matching (SPEC section 1);
+- :func:`ldm` -- linear diffusion models (SPEC section 2);
+- :func:`coefficients` -- Gaussian-equivalence coefficients of an activation;
+- :class:`MarchenkoPastur`, :class:`GeneralizedMarchenkoPastur` -- spectral laws;
+- :class:`ParameterError`, :class:`ConvergenceError`.
+"""
+from __future__ import annotations
+
+import importlib
+
+from .errors import ConvergenceError, ParameterError
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "rf_dsm": "rmtsolve.rf_dsm",
+    "simulate_rf_dsm": "rmtsolve.rf_dsm_sim",
+    "ldm": "rmtsolve.ldm",
+    "simulate_ldm": "rmtsolve.ldm_sim",
+    "coefficients": "rmtsolve.coeffs",
+    "resolve_activation": "rmtsolve.activations",
+    "MarchenkoPastur": "rmtsolve.spectral",
+    "GeneralizedMarchenkoPastur": "rmtsolve.spectral",
+}
+
+__all__ = ["ConvergenceError", "ParameterError", *_LAZY]
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'rmtsolve' has no attribute {name!r}")

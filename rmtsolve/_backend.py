@@ -1,0 +1,44 @@
+"""The two numeric back ends behind one interface.
+
+Generated equation code (``rmtsolve._generated``) is written against a namespace ``_f``
+providing ``sqrt, log, exp, erf, pi, j`` and exact rationals ``q(p, q)``.  ``NUMPY``
+evaluates on arrays in double precision; :func:`mp_namespace` evaluates with mpmath at
+a given number of decimal digits.
+"""
+from __future__ import annotations
+
+import types
+
+import mpmath
+import numpy as np
+import scipy.special as _sps
+
+
+def _npq(p, q):
+    return p / q
+
+
+NUMPY = types.SimpleNamespace(
+    name="numpy", sqrt=np.sqrt, log=np.log, exp=np.exp, erf=_sps.erf, pi=np.pi, j=1j,
+    q=_npq, abs=np.abs, eps=np.finfo(float).eps, dps=15,
+)
+
+
+def mp_namespace(dps: int) -> types.SimpleNamespace:
+    """Namespace evaluating in mpmath; call inside ``mpmath.workdps(dps)``."""
+    return types.SimpleNamespace(
+        name="mpmath", sqrt=mpmath.sqrt, log=mpmath.log, exp=mpmath.exp, erf=mpmath.erf,
+        pi=mpmath.pi, j=mpmath.mpc(0, 1), q=lambda p, q: mpmath.mpf(p) / q, abs=abs,
+        eps=mpmath.mpf(10) ** (-dps), dps=dps,
+    )
+
+
+def check_dps(dps) -> int | None:
+    """Validate the ``dps`` argument (None = double precision)."""
+    from .errors import ParameterError
+
+    if dps is None:
+        return None
+    if isinstance(dps, bool) or int(dps) != dps or not 16 <= int(dps) <= 1000:
+        raise ParameterError("dps", "an integer in [16, 1000] (omit for double precision)", dps)
+    return int(dps)

@@ -1,0 +1,1 @@
+"""Generated numeric code; see derivations/ (never edit by hand)."""

@@ -1,0 +1,365 @@
+"""The ``rmtsolve`` command line (SPEC section 3).
+
+Exit status: 0 on success, 2 on bad input (one line naming the parameter and its range),
+3 when a solver does not converge.  ``--json`` prints one JSON object; ``--dps N`` solves
+with mpmath at N decimal digits (default: double precision).
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+
+import numpy as np
+
+from .errors import ConvergenceError, ParameterError
+
+RF_DEFAULTS = dict(psi_n=1.0, m="1", t=0.5, lam=1e-3, activation="relu")
+RF_TABLE_PSI_P = np.round(np.logspace(-1, 1, 17), 4)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with the one-line bad-input message and exit status 2 of SPEC section 3."""
+
+    def error(self, message):
+        sys.stderr.write(f"rmtsolve: error: {message}\n")
+        raise SystemExit(2)
+
+
+def _real(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a real number, got {text!r}") from None
+
+
+def _m(text: str) -> float:
+    if text.strip().lower() in ("inf", "infinity"):
+        return math.inf
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (value >= 1 and value == round(value)):
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1 or inf, got {text!r}")
+    return value
+
+
+def _int(low: int):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = low - 1
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be an integer >= {low}, got {text!r}")
+        return value
+    return parse
+
+
+def _complex(text: str) -> complex:
+    try:
+        return complex(text.replace(" ", ""))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"must be a complex number in Python syntax such as 1+0.5j, got {text!r}") from None
+
+
+def _common(p: argparse.ArgumentParser, dps=True):
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    if dps:
+        p.add_argument("--dps", type=_int(16), default=None,
+                       help="mpmath decimal digits (default: double precision)")
+
+
+def _rf_flags(p: argparse.ArgumentParser, table_default: bool):
+    p.add_argument("--psi-n", type=_real, default=RF_DEFAULTS["psi_n"], help="n/d > 0 (default 1)")
+    p.add_argument("--psi-p", type=_real, default=None,
+                   help="p/d > 0" + (" (default: a table over psi_p in [0.1, 10])" if table_default else ""))
+    p.add_argument("--m", type=_m, default=1.0, help="noise draws per data point: integer >= 1 or inf (default 1)")
+    p.add_argument("--t", type=_real, default=RF_DEFAULTS["t"], help="diffusion time t > 0 (default 0.5)")
+    p.add_argument("--lam", type=_real, default=RF_DEFAULTS["lam"], help="ridge lam >= 0 (default 1e-3)")
+    p.add_argument("--activation", default="relu",
+                   help="relu, tanh, erf, sigmoid, softplus, gelu, linear, or an expression in x (default relu)")
+    p.add_argument("--tau", type=_real, default=None, help="gradient-flow training time (not yet available)")
+
+
+def _ldm_flags(p: argparse.ArgumentParser):
+    p.add_argument("--n-over-d", type=_real, default=2.0, help="N/d > 0 (default 2)")
+    p.add_argument("--spectrum", default="isotropic", help="isotropic | powerlaw:K | file:PATH")
+    p.add_argument("--lam", type=_real, default=0.0, help="ridge lam >= 0 (default 0)")
+    p.add_argument("--tau", type=_real, default=None, help="gradient-flow time (default: converged)")
+    p.add_argument("--T", type=_int(1), default=1000, help="diffusion steps (default 1000)")
+    p.add_argument("--beta-min", type=_real, default=1e-4, help="default 1e-4")
+    p.add_argument("--beta-max", type=_real, default=1e-2, help="default 1e-2")
+    p.add_argument("--mean-norm", type=_real, default=0.0, help="||mu||^2/d >= 0 (default 0)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="rmtsolve",
+        description="Precise high-dimensional learning curves of diffusion models "
+                    "(conventions: SPEC.md; errors are per dimension, KLs in nats).")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    p = sub.add_parser("rf-dsm", help="asymptotic RF-DSM train/test/score errors",
+                       description="Random-features denoising score matching, d -> inf with "
+                                   "n = psi_n d, p = psi_p d. y = e^{-t} x + sqrt(1 - e^{-2t}) z; "
+                                   "errors per dimension; score_error = test_error - e^{-2t}; "
+                                   "gap = test_error - train_error. Without --psi-p: a table over psi_p.")
+    _rf_flags(p, table_default=True)
+    _common(p)
+
+    p = sub.add_parser("ldm", help="linear diffusion model: KL divergences of the DDPM sampler",
+                       description="Linear denoisers eps = W_t x + b_t trained on N samples of "
+                                   "N(mu, Sigma); exact Gaussian law of the DDPM sampler; KLs in nats "
+                                   "per dimension (d -> inf) or with --d the finite-d equivalent.")
+    _ldm_flags(p)
+    p.add_argument("--d", type=_int(1), default=None, help="finite dimension (default: d -> inf)")
+    _common(p)
+
+    p = sub.add_parser("mp", help="Marchenko-Pastur Stieltjes transform and density",
+                       description="s(z) = int dmu(x)/(x - z) for the MP law of X^T X/N, X in R^{N x d} "
+                                   "iid N(0,1), ratio = d/N (atom 1 - 1/ratio at 0 when ratio > 1); "
+                                   "Im s > 0 for Im z > 0; real z inside the support gives s(x + i0).")
+    p.add_argument("--ratio", type=_real, default=0.5, help="d/N > 0 (default 0.5)")
+    p.add_argument("--z", type=_complex, default=complex(1, 0.5), help="complex z, e.g. 1+0.5j (default)")
+    _common(p)
+
+    p = sub.add_parser("coeffs", help="Gaussian-equivalence coefficients of an activation",
+                       description="g ~ N(0,1): mu0 = E s(g), mu1 = E g s(g), mustar^2 = E s(g)^2 - mu0^2 - mu1^2; "
+                                   "mu_s^2 = E s_t(g)^2 - mu0^2 - e^{-2t} mu1^2 with s_t(a) = E s(e^{-t} a + "
+                                   "sqrt(1-e^{-2t}) g), mu_e^2 = mustar^2 - mu_s^2.")
+    p.add_argument("--activation", default="relu", help="name or expression in x (default relu)")
+    p.add_argument("--t", type=_real, default=0.5, help="diffusion time t > 0 (default 0.5)")
+    _common(p)
+
+    p = sub.add_parser("derive", help="print the derived equations",
+                       description="The final system produced by the sympy derivation in derivations/.")
+    p.add_argument("model", choices=["rf-dsm", "ldm", "mp"])
+    p.add_argument("--latex", action="store_true", help="LaTeX instead of plain text")
+
+    p = sub.add_parser("simulate", help="finite-size simulations of the real models",
+                       description="Seeded finite-d simulations (real nonlinear features for rf-dsm; "
+                                   "the exact sampler law for ldm), means and standard errors over seeds.")
+    ssub = p.add_subparsers(dest="model", required=True, parser_class=_Parser)
+    sp_ = ssub.add_parser("rf-dsm", help="simulate RF-DSM with real nonlinear features")
+    _rf_flags(sp_, table_default=False)
+    sp_.add_argument("--d", type=_int(2), default=200, help="input dimension (default 200)")
+    sp_.add_argument("--seeds", type=_int(1), default=3, help="independent repetitions (default 3)")
+    sp_.add_argument("--seed", type=_int(0), default=0, help="base random seed (default 0)")
+    _common(sp_, dps=False)
+    sp_ = ssub.add_parser("ldm", help="simulate the linear diffusion model")
+    _ldm_flags(sp_)
+    sp_.add_argument("--d", type=_int(1), default=100, help="dimension (default 100)")
+    sp_.add_argument("--seeds", type=_int(1), default=3, help="independent repetitions (default 3)")
+    sp_.add_argument("--seed", type=_int(0), default=0, help="base random seed (default 0)")
+    _common(sp_, dps=False)
+
+    p = sub.add_parser("sweep", help="grids of parameters to CSV / JSON lines",
+                       description="Any numeric flag may be a range start:stop:count (linear) or "
+                                   "start:stop:count:log; the grid is their product. Output: CSV on "
+                                   "stdout by default, or --csv FILE / --jsonl FILE. Columns: parameter "
+                                   "names as in the Python API, then the output keys.")
+    ssub = p.add_subparsers(dest="model", required=True, parser_class=_Parser)
+    for model, flags in SWEEP_FLAGS.items():
+        q = ssub.add_parser(model, help=f"sweep {model}")
+        for name, (default, _kind) in flags.items():
+            q.add_argument("--" + name.replace("_", "-"), default=default, help=f"value or range (default {default})")
+        if model == "rf-dsm":
+            q.add_argument("--activation", default="relu", help="name or expression in x (default relu)")
+        else:
+            q.add_argument("--spectrum", default="isotropic", help="isotropic | powerlaw:K | file:PATH")
+        q.add_argument("--csv", default=None, help="write CSV to FILE")
+        q.add_argument("--jsonl", default=None, help="write JSON lines to FILE")
+        q.add_argument("--quiet", action="store_true", help="no progress display")
+        q.add_argument("--dps", type=_int(16), default=None, help="mpmath decimal digits")
+
+    p = sub.add_parser("figure", help="draw a named figure (needs the plot extra)",
+                       description="Figures: rf-dsm-phase-diagram, rf-dsm-learning-curves, ldm-kl, "
+                                   "ldm-regularisation. Needs matplotlib: pip install 'rmtsolve[plot]'.")
+    p.add_argument("name", help="figure name")
+    p.add_argument("--out", required=True, help="output FILE.png")
+    p.add_argument("--csv", default=None, help="also write the plotted numbers to FILE")
+    return parser
+
+
+# name: (default, kind) with kind "real", "int" or "m" (integer or inf).
+SWEEP_FLAGS = {
+    "rf-dsm": {"psi_n": ("1", "real"), "psi_p": ("0.1:10:50:log", "real"), "m": ("1", "m"),
+               "t": ("0.5", "real"), "lam": ("1e-3", "real")},
+    "ldm": {"n_over_d": ("0.25:16:20:log", "real"), "lam": ("0", "real"), "tau": ("inf", "real"),
+            "mean_norm": ("0", "real"), "T": ("1000", "int"), "beta_min": ("1e-4", "real"),
+            "beta_max": ("1e-2", "real"), "d": ("inf", "int")},
+}
+
+
+def _emit(result: dict, as_json: bool, keys=None):
+    from ._output import dumps, table
+
+    if as_json:
+        print(dumps(result))
+        return
+    for k in keys or result:
+        v = result[k]
+        if isinstance(v, dict):
+            print(f"{k}: " + ", ".join(f"{a}={b}" for a, b in v.items()))
+        elif isinstance(v, np.ndarray) and v.ndim:
+            print(table({k: v}))
+        else:
+            print(f"{k}: {v}")
+
+
+def _cmd_rf_dsm(a):
+    from .rf_dsm import rf_dsm
+
+    psi_p = RF_TABLE_PSI_P if a.psi_p is None else a.psi_p
+    r = rf_dsm(psi_n=a.psi_n, psi_p=psi_p, m=a.m, t=a.t, lam=a.lam, activation=a.activation,
+               tau=a.tau, dps=a.dps)
+    out = r.as_dict()
+    if a.psi_p is None and not a.json:
+        from ._output import table
+
+        m = "inf" if math.isinf(a.m) else int(a.m)
+        title = (f"RF-DSM learning curve: psi_n={a.psi_n:g}, m={m}, t={a.t:g}, lam={a.lam:g}, "
+                 f"activation={out['params']['activation']}; p = n at psi_p = {a.psi_n:g}, "
+                 f"p = n m at psi_p = {a.psi_n * a.m:g}; floor e^-2t = {math.exp(-2 * a.t):.6g}")
+        print(table({"psi_p": psi_p, **{k: out[k] for k in ("test_error", "train_error", "score_error", "gap")}},
+                    title=title))
+        return
+    _emit(out, a.json)
+
+
+def _cmd_mp(a):
+    from .spectral import MarchenkoPastur
+
+    law = MarchenkoPastur(a.ratio)
+    r = law.stieltjes(a.z, dps=a.dps)
+    out = {"stieltjes": r.value}
+    if a.z.imag == 0:
+        out["density"] = float(np.asarray(law.density(np.array([a.z.real])))[0])
+    out["params"] = {"ratio": a.ratio, "z": a.z, "dps": a.dps, "residual": r.residual}
+    _emit(out, a.json)
+
+
+def _cmd_coeffs(a):
+    from .coeffs import coefficients
+
+    c = coefficients(a.activation, a.t, dps=a.dps)
+    out = dict(c.as_dict())
+    out["params"] = {"activation": c.activation, "t": a.t, "dps": a.dps}
+    _emit(out, a.json)
+
+
+def _cmd_derive(a):
+    import importlib
+
+    mod = importlib.import_module("rmtsolve._generated." + a.model.replace("-", "_"))
+    print(mod.LATEX if a.latex else mod.TEXT, end="")
+
+
+def _ldm_kwargs(a) -> dict:
+    return dict(n_over_d=a.n_over_d, spectrum=a.spectrum, lam=a.lam, tau=a.tau, T=a.T,
+                beta_min=a.beta_min, beta_max=a.beta_max, mean_norm=a.mean_norm)
+
+
+LDM_KEYS = ("kl_gen_data_per_dim", "kl_data_gen_per_dim", "kl_oracle_per_dim", "excess_kl_per_dim",
+            "span_fraction")
+
+
+def _cmd_ldm(a):
+    from .ldm import ldm
+
+    r = ldm(**_ldm_kwargs(a), d=a.d, dps=a.dps).as_dict()
+    keys = list(LDM_KEYS)
+    if a.d is not None:
+        keys += ["kl_gen_data", "kl_data_gen", "kl_oracle", "excess_kl"]
+    out = {k: r[k] for k in keys if k in r} | {"params": r["params"]}
+    _emit(out, a.json)
+
+
+def _cmd_simulate(a):
+    if a.model == "rf-dsm":
+        from .rf_dsm_sim import simulate_rf_dsm
+
+        if a.psi_p is None:
+            raise ParameterError("psi_p", "given (> 0) for a simulation", None)
+        r = simulate_rf_dsm(psi_n=a.psi_n, psi_p=a.psi_p, m=a.m, t=a.t, lam=a.lam,
+                            activation=a.activation, d=a.d, seeds=a.seeds, seed=a.seed)
+    else:
+        from .ldm_sim import simulate_ldm
+
+        r = simulate_ldm(**_ldm_kwargs(a), d=a.d, seeds=a.seeds, seed=a.seed)
+    _emit(r.as_dict(), a.json)
+
+
+def _cmd_sweep(a):
+    from . import sweep
+
+    flags = SWEEP_FLAGS[a.model]
+    ranges = {name: sweep.parse_value(name, getattr(a, name), integer=kind in ("int", "m"),
+                                      allow_inf=kind == "m" or name in ("tau", "d"))
+              for name, (_d, kind) in flags.items()}
+    if a.model == "rf-dsm":
+        from .rf_dsm import rf_dsm
+
+        outputs = ["test_error", "train_error", "score_error", "gap"]
+
+        def solve(**cols):
+            return rf_dsm(**cols, activation=a.activation, dps=a.dps).as_dict()
+    else:
+        from .ldm import ldm
+
+        outputs = list(LDM_KEYS)
+
+        def solve(**cols):
+            rows = []
+            for i in range(len(cols["lam"])):
+                kw = {k: float(v[i]) for k, v in cols.items()}
+                kw["tau"] = None if math.isinf(kw["tau"]) else kw["tau"]
+                kw["d"] = None if math.isinf(kw["d"]) else int(kw["d"])
+                kw["T"] = int(kw["T"])
+                rows.append(ldm(**kw, spectrum=a.spectrum, dps=a.dps).as_dict())
+            return {k: np.array([float(r[k]) for r in rows]) for k in outputs}
+
+    fh, fmt = sweep.open_output(a.csv, a.jsonl)
+    try:
+        sweep.run(solve, ranges, outputs, fh, fmt, progress=not a.quiet and sys.stderr.isatty())
+    except KeyboardInterrupt:
+        sys.stderr.write("rmtsolve: interrupted; the rows written so far are complete\n")
+        return 130
+    finally:
+        if fh is not sys.stdout:
+            fh.close()
+    return 0
+
+
+def _cmd_figure(a):
+    from .figures import draw
+
+    draw(a.name, a.out, a.csv)
+    print(a.out)
+
+
+COMMANDS = {"rf-dsm": _cmd_rf_dsm, "mp": _cmd_mp, "coeffs": _cmd_coeffs, "derive": _cmd_derive,
+            "ldm": _cmd_ldm, "simulate": _cmd_simulate, "sweep": _cmd_sweep,
+            "figure": _cmd_figure}
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        status = COMMANDS[args.command](args)
+    except ParameterError as e:
+        sys.stderr.write(f"rmtsolve: error: {e}\n")
+        return 2
+    except ConvergenceError as e:
+        sys.stderr.write(f"rmtsolve: did not converge: {e}\n")
+        return 3
+    except BrokenPipeError:
+        return 0
+    return status or 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

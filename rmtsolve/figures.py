@@ -1,0 +1,140 @@
+"""Named figures (``rmtsolve figure NAME --out FILE.png``); matplotlib from the ``plot`` extra.
+
+Every figure's data comes from the public API (rf_dsm, simulate_rf_dsm, ldm); ``--csv``
+also writes the plotted numbers.  Simulation points are cached in
+``$RMTSOLVE_CACHE`` (default ``~/.cache/rmtsolve``) so that redrawing is instant.
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import math
+import os
+import pathlib
+
+import numpy as np
+
+from .errors import ParameterError
+
+FIGURES = ("rf-dsm-phase-diagram", "rf-dsm-learning-curves", "ldm-kl", "ldm-regularisation")
+
+
+def _plt():
+    try:
+        import matplotlib
+    except ImportError:
+        raise ParameterError("figure", "drawable only with matplotlib installed: pip install 'rmtsolve[plot]'",
+                             None) from None
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _cache_dir() -> pathlib.Path:
+    path = pathlib.Path(os.environ.get("RMTSOLVE_CACHE", pathlib.Path.home() / ".cache" / "rmtsolve"))
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _cached_simulation(**kw) -> dict:
+    from .rf_dsm_sim import simulate_rf_dsm
+
+    key = json.dumps(kw, sort_keys=True)
+    path = _cache_dir() / ("sim_" + hashlib.sha1(key.encode()).hexdigest()[:16] + ".json")
+    if path.exists():
+        return json.loads(path.read_text())
+    data = simulate_rf_dsm(**kw).as_dict()
+    data.pop("params")
+    path.write_text(json.dumps(data))
+    return data
+
+
+def _write_csv(path, columns: dict):
+    if path is None:
+        return
+    names = list(columns)
+    with open(path, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(names)
+        for row in zip(*(np.ravel(columns[n]) for n in names)):
+            w.writerow([repr(float(v)) if not isinstance(v, str) else v for v in row])
+
+
+def rf_dsm_phase_diagram(out, csv_path=None, t=0.5, lam=1e-3, n=60):
+    """Generalisation gap over (psi_n, psi_p) for m in {1, 4, inf}, lines p = n and p = n m."""
+    from .rf_dsm import rf_dsm
+
+    plt = _plt()
+    pn = np.geomspace(0.1, 10, n)
+    pp = np.geomspace(0.1, 10, n)
+    PN, PP = np.meshgrid(pn, pp)
+    ms = (1, 4, math.inf)
+    fig, axes = plt.subplots(1, 3, figsize=(13, 4), sharey=True)
+    cols = {"psi_n": [], "psi_p": [], "m": [], "gap": []}
+    for ax, m in zip(axes, ms):
+        gap = rf_dsm(psi_n=PN, psi_p=PP, m=m, t=t, lam=lam).gap
+        im = ax.pcolormesh(PN, PP, np.log10(np.maximum(gap, 1e-6)), shading="auto", vmin=-4, vmax=1,
+                           cmap="viridis")
+        ax.plot(pn, pn, "w--", lw=1.2, label="p = n")
+        if math.isfinite(m) and m > 1:
+            ax.plot(pn, m * pn, "w:", lw=1.5, label="p = n m")
+        ax.set(xscale="log", yscale="log", xlim=(pn[0], pn[-1]), ylim=(pp[0], pp[-1]),
+               xlabel=r"$\psi_n = n/d$", title=f"m = {'∞' if math.isinf(m) else m}")
+        ax.legend(loc="lower right", fontsize=8)
+        cols["psi_n"] += list(PN.ravel())
+        cols["psi_p"] += list(PP.ravel())
+        cols["m"] += [m] * PN.size
+        cols["gap"] += list(gap.ravel())
+    axes[0].set_ylabel(r"$\psi_p = p/d$")
+    fig.colorbar(im, ax=axes, label=r"$\log_{10}$(test_error $-$ train_error)")
+    fig.suptitle(f"RF-DSM generalisation gap, relu, t = {t}, λ = {lam}")
+    fig.savefig(out, dpi=90, bbox_inches="tight")
+    _write_csv(csv_path, cols)
+
+
+def rf_dsm_learning_curves(out, csv_path=None, psi_n=0.5, t=0.5, lam=1e-3, d=200, seeds=4):
+    """Test and train error against psi_p for several m: theory lines, simulation points."""
+    from .rf_dsm import rf_dsm
+
+    plt = _plt()
+    grid = np.geomspace(0.1, 8, 150)
+    sim_pp = (0.25, 0.5, 1.0, 2.0, 4.0)
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    cols = {"m": [], "psi_p": [], "test_error": [], "train_error": [], "kind": []}
+    for i, m in enumerate((1, 2, 5)):
+        th = rf_dsm(psi_n=psi_n, psi_p=grid, m=m, t=t, lam=lam)
+        ax.plot(grid, th.test_error, f"C{i}-", label=f"test, m={m}")
+        ax.plot(grid, th.train_error, f"C{i}--", label=f"train, m={m}")
+        for pp in sim_pp:
+            s = _cached_simulation(psi_n=psi_n, psi_p=pp, m=m, t=t, lam=lam, activation="relu", d=d,
+                                   seeds=seeds, seed=7)
+            for q, mk in (("test_error", "o"), ("train_error", "s")):
+                ax.errorbar(pp, s[q], yerr=s[q + "_stderr"], fmt=mk, color=f"C{i}", ms=4, capsize=2)
+            cols["m"].append(m), cols["psi_p"].append(pp), cols["kind"].append(f"simulation d={d}")
+            cols["test_error"].append(s["test_error"]), cols["train_error"].append(s["train_error"])
+        cols["m"] += [m] * grid.size
+        cols["psi_p"] += list(grid)
+        cols["test_error"] += list(th.test_error)
+        cols["train_error"] += list(th.train_error)
+        cols["kind"] += ["theory"] * grid.size
+    ax.axhline(math.exp(-2 * t), color="gray", lw=0.8, ls=":", label=r"$e^{-2t}$")
+    ax.axvline(psi_n, color="gray", lw=0.8)
+    ax.set(xscale="log", xlabel=r"$\psi_p = p/d$", ylabel="error per dimension",
+           title=f"RF-DSM, relu, $\\psi_n$={psi_n}, t={t}, λ={lam}; points: simulations d={d}")
+    ax.legend(fontsize=7, ncol=2)
+    fig.savefig(out, dpi=90, bbox_inches="tight")
+    _write_csv(csv_path, cols)
+
+
+def draw(name: str, out: str, csv_path: str | None = None):
+    if name not in FIGURES:
+        raise ParameterError("NAME", "one of " + ", ".join(FIGURES), name)
+    if not str(out).lower().endswith(".png"):
+        raise ParameterError("--out", "a file name ending in .png", out)
+    if name.startswith("ldm"):
+        from . import ldm_figures
+
+        return getattr(ldm_figures, name.replace("-", "_"))(out, csv_path)
+    return globals()[name.replace("-", "_")](out, csv_path)
