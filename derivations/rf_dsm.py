@@ -171,7 +171,7 @@ def step6_omega_traces(pops):
     Hc = weighted("c")  # cross-covariance coefficient of z_k with mu1 w_k
     qbar = weighted("q")
     F, Lbar = closed_system(aO, aI, Hc, qbar, P)
-    assert sp.simplify(F[2] - g_eq.subs({aO_: aO, aI_: aI, g: G / aI}, simultaneous=True)) == 0
+    assert sp.simplify(F[2] * (aO + aI) / aI - g_eq.subs({aO_: aO, aI_: aI, g: G / aI}, simultaneous=True)) == 0
     shown = sp.symbols("a_O a_I H_c q")  # the same system with the scalar blocks kept as symbols
     F_shown, L_shown = closed_system(*shown, P)
     return F, Lbar, dict(zip(shown, (aO, aI, Hc, qbar))), F_shown, L_shown
@@ -186,12 +186,12 @@ def closed_system(aO, aI, Hc, qbar, P):
     # polynomial in iota, so iota = 0 stays regular.  Written as k (1 + delta) = 1.
     delta = {k: psi_p / psi_n * (sp.expand(iota * mu1**2 * P[k]["v"]) * h_of_G
                                  + sp.expand(iota * P[k]["kappa2"]) * g_of_G) for k in P}
-    r = aO / aI
     F = [
         1 - k0 - k0 * delta["mean"],
         1 - k1 - k1 * delta["orth"],
-        # MP quadratic for g divided by a_I: psi_p r G^2 + (r (1 - psi_p) + 1) G - 1 = 0.
-        psi_p * r * G**2 + (r * (1 - psi_p) + 1) * G - 1,
+        # MP quadratic for g with g = G/a_I, divided by a_O + a_I: O(1) residuals whatever
+        # the ratio a_O/a_I (which diverges in the ridgeless limit of linear features).
+        (psi_p * aO * G**2 + (aO * (1 - psi_p) + aI) * G - aI) / (aO + aI),
     ]
     # Averaged loss: q - (1/d) sum_k c_k^T A^{-1} c_k = q - psi_p mu1^2 Hc^2 h.
     Lbar = qbar - psi_p * mu1**2 * Hc**2 * h_of_G

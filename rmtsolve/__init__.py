@@ -14,12 +14,15 @@ import importlib
 
 from .errors import ConvergenceError, ParameterError
 
+# Eager: these functions share their module's name, which a submodule import would
+# otherwise bind on the package instead of the function.
+from .ldm import ldm
+from .rf_dsm import rf_dsm
+
 __version__ = "0.1.0"
 
 _LAZY = {
-    "rf_dsm": "rmtsolve.rf_dsm",
     "simulate_rf_dsm": "rmtsolve.rf_dsm_sim",
-    "ldm": "rmtsolve.ldm",
     "simulate_ldm": "rmtsolve.ldm_sim",
     "coefficients": "rmtsolve.coeffs",
     "resolve_activation": "rmtsolve.activations",
@@ -27,7 +30,7 @@ _LAZY = {
     "GeneralizedMarchenkoPastur": "rmtsolve.spectral",
 }
 
-__all__ = ["ConvergenceError", "ParameterError", *_LAZY]
+__all__ = ["ConvergenceError", "ParameterError", "ldm", "rf_dsm", *_LAZY]
 
 
 def __getattr__(name: str):

@@ -9,14 +9,16 @@ import mpmath
 import numpy as np
 
 
-def _scalar(x):
-    """A JSON-ready scalar: finite reals as numbers, inf/nan as strings, complex as {re, im}."""
+def _scalar(x, dps=None):
+    """A JSON-ready scalar: finite reals as numbers, inf/nan as strings, complex as {re, im}.
+
+    mpmath numbers are printed with ``dps`` significant digits (all of them are kept)."""
     if isinstance(x, (mpmath.mpf,)):
         if mpmath.isfinite(x):
-            return _RawNumber(mpmath.nstr(x, mpmath.mp.dps, strip_zeros=False, min_fixed=-4, max_fixed=6))
+            return _RawNumber(mpmath.nstr(x, dps or mpmath.mp.dps, min_fixed=-4, max_fixed=6))
         return "nan" if mpmath.isnan(x) else ("inf" if x > 0 else "-inf")
     if isinstance(x, mpmath.mpc):
-        return {"re": _scalar(x.real), "im": _scalar(x.imag)}
+        return {"re": _scalar(x.real, dps), "im": _scalar(x.imag, dps)}
     if isinstance(x, (complex, np.complexfloating)):
         return {"re": _scalar(float(x.real)), "im": _scalar(float(x.imag))}
     if isinstance(x, (bool, np.bool_)):
@@ -35,20 +37,20 @@ class _RawNumber(str):
     """A number already rendered as text (keeps all mpmath digits in the JSON)."""
 
 
-def jsonable(obj):
+def jsonable(obj, dps=None):
     if isinstance(obj, dict):
-        return {str(k): jsonable(v) for k, v in obj.items()}
+        return {str(k): jsonable(v, dps) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [jsonable(v) for v in obj]
+        return [jsonable(v, dps) for v in obj]
     if isinstance(obj, np.ndarray):
-        return jsonable(obj.tolist()) if obj.ndim else jsonable(obj[()])
-    return _scalar(obj)
+        return jsonable(obj.tolist(), dps) if obj.ndim else jsonable(obj[()], dps)
+    return _scalar(obj, dps)
 
 
-def dumps(obj) -> str:
-    """Serialise to one line of JSON; mpmath numbers keep their digits."""
-    data = jsonable(obj)
-    marker = "\x00RAW\x00"
+def dumps(obj, dps=None) -> str:
+    """Serialise to one line of JSON; mpmath numbers keep ``dps`` digits."""
+    data = jsonable(obj, dps)
+    marker = "@@rmtsolve-raw@@"
 
     def default(o):
         raise TypeError(f"not JSON serialisable: {type(o).__name__}")

@@ -10,6 +10,7 @@ import argparse
 import math
 import sys
 
+import mpmath
 import numpy as np
 
 from .errors import ConvergenceError, ParameterError
@@ -194,11 +195,11 @@ SWEEP_FLAGS = {
 }
 
 
-def _emit(result: dict, as_json: bool, keys=None):
+def _emit(result: dict, as_json: bool, keys=None, dps=None):
     from ._output import dumps, table
 
     if as_json:
-        print(dumps(result))
+        print(dumps(result, dps))
         return
     for k in keys or result:
         v = result[k]
@@ -206,6 +207,8 @@ def _emit(result: dict, as_json: bool, keys=None):
             print(f"{k}: " + ", ".join(f"{a}={b}" for a, b in v.items()))
         elif isinstance(v, np.ndarray) and v.ndim:
             print(table({k: v}))
+        elif dps and hasattr(v, "_mpf_"):
+            print(f"{k}: {mpmath.nstr(v, dps)}")
         else:
             print(f"{k}: {v}")
 
@@ -227,7 +230,7 @@ def _cmd_rf_dsm(a):
         print(table({"psi_p": psi_p, **{k: out[k] for k in ("test_error", "train_error", "score_error", "gap")}},
                     title=title))
         return
-    _emit(out, a.json)
+    _emit(out, a.json, dps=a.dps)
 
 
 def _cmd_mp(a):
@@ -239,7 +242,7 @@ def _cmd_mp(a):
     if a.z.imag == 0:
         out["density"] = float(np.asarray(law.density(np.array([a.z.real])))[0])
     out["params"] = {"ratio": a.ratio, "z": a.z, "dps": a.dps, "residual": r.residual}
-    _emit(out, a.json)
+    _emit(out, a.json, dps=a.dps)
 
 
 def _cmd_coeffs(a):
@@ -248,7 +251,7 @@ def _cmd_coeffs(a):
     c = coefficients(a.activation, a.t, dps=a.dps)
     out = dict(c.as_dict())
     out["params"] = {"activation": c.activation, "t": a.t, "dps": a.dps}
-    _emit(out, a.json)
+    _emit(out, a.json, dps=a.dps)
 
 
 def _cmd_derive(a):

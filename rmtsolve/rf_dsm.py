@@ -111,7 +111,7 @@ def rf_dsm(*, psi_n, psi_p, m, t, lam, activation="relu", tau=None, dps=None) ->
     mue2 = np.array([float(c.mu_e) ** 2 for c in co])[inv].reshape(shape)
     params = dict(psi_n=psi_n, psi_p=psi_p, m=np.where(iota > 0, 1 / np.where(iota > 0, iota, 1), np.inf),
                   t=t, lam=lam, activation=co[0].activation if co else str(activation))
-    _check_ridgeless(psi_n, psi_p, iota, lam, mus2 + mue2)
+    _check_ridgeless(psi_n, psi_p, iota, lam)
     floor = _lam_floor(1.0 + mu1**2 + mus2 + mue2, None)
     u, res, its = _solve_double(psi_n, psi_p, iota, t, lam, mu1, mus2, mue2, floor)
     if dps is None:
@@ -129,16 +129,13 @@ def _iota(m):
     return np.where(np.isinf(arr), 0.0, 1.0 / np.where(np.isinf(arr), 1.0, arr))
 
 
-def _check_ridgeless(psi_n, psi_p, iota, lam, mustar2):
+def _check_ridgeless(psi_n, psi_p, iota, lam):
     """lam = 0 at the interpolation threshold p = n m (finite m) diverges."""
     with np.errstate(divide="ignore"):
         m = np.where(iota > 0, 1 / np.where(iota > 0, iota, 1), np.inf)
     at_threshold = (lam == 0) & np.isfinite(m) & np.isclose(psi_p, psi_n * m, rtol=1e-9, atol=0)
     if np.any(at_threshold):
         raise ParameterError("lam", "> 0 at p = n m (psi_p = m psi_n): the ridgeless test error diverges there", 0.0)
-    if np.any((lam == 0) & (mustar2 == 0)):
-        raise ParameterError("lam", "> 0 for an activation with mustar = 0 (e.g. linear): "
-                             "the ridgeless limit is not covered", 0.0)
 
 
 def _terms(u, args, f=NUMPY, gam=0.0):
@@ -162,12 +159,12 @@ def _solve_double(psi_n, psi_p, iota, t, lam, mu1, mus2, mue2, lam_floor):
     """
     args_base = (psi_n, psi_p, iota, t, lam, mu1, mus2, mue2)
     scale = 1.0 + mu1**2 + mus2 + mue2
-    lam_hi = 1e3 * scale
     target = np.maximum(lam, lam_floor)
+    lam_hi = np.maximum(1e3 * scale, 10 * target)
     u = [np.ones_like(psi_n) for _ in range(3)]
-    total = 0
+    total, res = 0, np.zeros(psi_n.shape)
     # Geometric path from lam_hi to each point's target ridge (same number of steps).
-    n_steps = int(np.ceil(np.max(np.log10(lam_hi / target)) / 1.0)) if target.size else 0
+    n_steps = max(1, int(np.ceil(np.max(np.log10(lam_hi / target), initial=1.0))))
     for k in range(1, n_steps + 1):
         lam_k = lam_hi * (target / lam_hi) ** (k / n_steps)
         args = (psi_n, psi_p, iota, t, lam_k, mu1, mus2, mue2)

@@ -1,5 +1,7 @@
 """Mei & Montanari (arXiv 1908.05355) random-features ridge risk, transcribed independently
 of rmtsolve's derivation (../shared/REFERENCES.md) for the m = 1 cross-check."""
+import warnings
+
 import numpy as np
 from scipy.optimize import fsolve
 
@@ -14,8 +16,10 @@ def nu_solve(psi1, psi2, zeta, xi):
 
     ims = np.geomspace(100.0, xi.imag, 200)
     v = np.array([0, psi1 / 100, 0, psi2 / 100])
-    for y in ims:
-        v = fsolve(eqs, v, args=(1j * y,), xtol=1e-14)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # xtol below attainable: harmless here
+        for y in ims:
+            v = fsolve(eqs, v, args=(1j * y,), xtol=1e-14)
     return v[0] + 1j * v[1], v[2] + 1j * v[3]
 
 

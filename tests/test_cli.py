@@ -72,7 +72,9 @@ def test_bad_input_exits_2_with_one_line(args, name):
 
 
 def test_nonconvergence_exits_3(monkeypatch, capsys):
-    import rmtsolve.rf_dsm as mod
+    import sys
+
+    mod = sys.modules["rmtsolve.rf_dsm"]
 
     def boom(**kw):
         raise ConvergenceError("Newton stalled at psi_n=1")
