@@ -7,6 +7,7 @@ a given number of decimal digits.
 """
 from __future__ import annotations
 
+import math
 import types
 
 import mpmath
@@ -21,6 +22,13 @@ def _npq(p, q):
 NUMPY = types.SimpleNamespace(
     name="numpy", sqrt=np.sqrt, log=np.log, exp=np.exp, erf=_sps.erf, pi=np.pi, j=1j,
     q=_npq, abs=np.abs, eps=np.finfo(float).eps, dps=15,
+)
+
+
+# Python floats one point at a time: far less per-operation overhead than numpy scalars.
+MATH = types.SimpleNamespace(
+    name="math", sqrt=math.sqrt, log=math.log, exp=math.exp, erf=math.erf, pi=math.pi, j=1j,
+    q=_npq, abs=abs, eps=np.finfo(float).eps, dps=15,
 )
 
 

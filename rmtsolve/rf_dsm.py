@@ -17,11 +17,12 @@ import math
 import mpmath
 import numpy as np
 
-from ._backend import NUMPY, check_dps, mp_namespace
+from ._backend import MATH, NUMPY, check_dps, mp_namespace
 from ._generated import rf_dsm as _eq
 from .errors import ConvergenceError, ParameterError, check_range
 
-_TOL = 1e-13  # relative residual tolerance of the double-precision Newton solve
+_TOL = 1e-13  # residual tolerance of the double-precision Newton solve (residuals are O(1))
+_SCALAR_MAX = 16  # up to this many points, solve point by point on Python floats (less overhead)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -112,13 +113,15 @@ def rf_dsm(*, psi_n, psi_p, m, t, lam, activation="relu", tau=None, dps=None) ->
     params = dict(psi_n=psi_n, psi_p=psi_p, m=np.where(iota > 0, 1 / np.where(iota > 0, iota, 1), np.inf),
                   t=t, lam=lam, activation=co[0].activation if co else str(activation))
     _check_ridgeless(psi_n, psi_p, iota, lam)
+    if dps is not None:
+        return _solve_mp(psi_n, psi_p, iota, t, lam, {float(tt): c for tt, c in zip(ts, co)}, dps, params)
     floor = _lam_floor(1.0 + mu1**2 + mus2 + mue2, None)
-    u, res, its = _solve_double(psi_n, psi_p, iota, t, lam, mu1, mus2, mue2, floor)
-    if dps is None:
-        out = _errors_double(u, (psi_n, psi_p, iota, t, np.maximum(lam, floor), mu1, mus2, mue2))
-        return RFDSMResult(*out, *u, residual=res, iterations=its, dps=None, params=_squeeze(params))
-    coeff_mp = {float(tt): c for tt, c in zip(ts, co)}
-    return _solve_mp(u, (psi_n, psi_p, iota, t, lam), coeff_mp, dps, its, params)
+    args = (psi_n, psi_p, iota, t, np.maximum(lam, floor), mu1, mus2, mue2)
+    if psi_n.size <= _SCALAR_MAX:
+        return _solve_scalars(args, params)
+    u, res, its = _solve_double(*args)
+    out = _errors_double(u, args)
+    return RFDSMResult(*out, *u, residual=res, iterations=its, dps=None, params=_squeeze(params))
 
 
 def _iota(m):
@@ -151,57 +154,83 @@ def _lam_floor(scale, dps):
     return scale * mpmath.mpf(10) ** (-(dps + 4))
 
 
-def _solve_double(psi_n, psi_p, iota, t, lam, mu1, mus2, mue2, lam_floor):
-    """Damped Newton with continuation in the ridge from a large value down to lam.
+def _solve_double(psi_n, psi_p, iota, t, lam, mu1, mus2, mue2):
+    """Damped Newton with adaptive continuation in the ridge, from a large value down to lam.
 
     Unknowns are k_tau = 1/(1 + delta_tau) and G = a_I g, all in (0, 1]; at a large
     ridge they are all close to 1, which starts the continuation on the physical branch.
+    Each point moves down in log10(ridge) by an adaptive step (at most two decades); a
+    point whose Newton solve fails goes back to its last solution and shrinks its step.
+    Only the points still on their way are solved in each round.
     """
     args_base = (psi_n, psi_p, iota, t, lam, mu1, mus2, mue2)
-    scale = 1.0 + mu1**2 + mus2 + mue2
-    target = np.maximum(lam, lam_floor)
-    lam_hi = np.maximum(1e3 * scale, 10 * target)
-    u = [np.ones_like(psi_n) for _ in range(3)]
-    total, res = 0, np.zeros(psi_n.shape)
-    # Geometric path from lam_hi to each point's target ridge (same number of steps).
-    n_steps = max(1, int(np.ceil(np.max(np.log10(lam_hi / target), initial=1.0))))
-    for k in range(1, n_steps + 1):
-        lam_k = lam_hi * (target / lam_hi) ** (k / n_steps)
-        args = (psi_n, psi_p, iota, t, lam_k, mu1, mus2, mue2)
-        u, res, its, ok = _newton(u, args, max_iter=40)
+    flat = [np.ravel(a) for a in args_base]
+    scale = 1.0 + flat[5] ** 2 + flat[6] + flat[7]
+    log_target = np.log10(flat[4])
+    log_lam = np.maximum(np.log10(1e3 * scale), log_target + 1)
+    step = np.ones(log_lam.shape)
+    u = [np.ones(log_lam.shape) for _ in range(3)]
+    res = np.zeros(log_lam.shape)
+    total = 0
+    while True:
+        idx = np.flatnonzero(log_lam > log_target)
+        if idx.size == 0:
+            break
+        trial_log = np.maximum(log_lam[idx] - step[idx], log_target[idx])
+        args = [a[idx] for a in flat]
+        args[4] = 10.0 ** trial_log
+        new_u, new_res, its, ok = _newton([x[idx] for x in u], tuple(args), max_iter=30)
         total += its
-        if not ok.all():
-            _raise_unconverged(u, ok, args_base, res, lam_k)
-    return u, float(np.max(res)) if res.size else 0.0, total
+        for x, nx in zip(u, new_u):
+            x[idx] = np.where(ok, nx, x[idx])
+        res[idx] = np.where(ok, new_res, res[idx])
+        log_lam[idx] = np.where(ok, trial_log, log_lam[idx])
+        step[idx] = np.where(ok, np.minimum(step[idx] * 2, 2.0), step[idx] / 4)
+        if np.any(step < 1e-4):
+            bad = (step < 1e-4).reshape(psi_n.shape)
+            _raise_unconverged([x.reshape(psi_n.shape) for x in u], ~bad, args_base, res.reshape(psi_n.shape),
+                               10.0 ** log_lam.reshape(psi_n.shape))
+    shape = psi_n.shape
+    return [x.reshape(shape) for x in u], float(np.max(res)) if res.size else 0.0, total
 
 
 def _newton(u, args, max_iter):
+    """Vectorised damped Newton; each iteration works on the points not yet converged."""
     u = [x.copy() for x in u]
-    for it in range(1, max_iter + 1):
-        T = _terms(u, args)
-        F = np.stack(np.broadcast_arrays(*T[:3]), -1)
-        fnorm = np.max(np.abs(F), axis=-1)
-        done = fnorm <= _TOL
-        if done.all():
-            return u, fnorm, it - 1, done
-        J = np.stack(np.broadcast_arrays(*T[3:]), -1).reshape(F.shape[:-1] + (3, 3))
-        with np.errstate(all="ignore"):
-            step = np.linalg.solve(np.where(done[..., None, None], np.eye(3), J), -F[..., None])[..., 0]
-        step = np.where(done[..., None] | ~np.isfinite(step), 0.0, step)
-        # Damping keeps the physical branch: k_tau and G in (0, 1].
-        s = np.ones(fnorm.shape)
-        for _ in range(60):
-            trial = [x + s * step[..., i] for i, x in enumerate(u)]
-            bad = np.zeros(fnorm.shape, bool)
-            for x in trial:
-                bad |= (x <= 0) | (x > 1 + 1e-12)
-            if not bad.any():
+    n = u[0].size
+    fnorm = np.full(n, np.inf)
+    live = np.arange(n)
+    its = 0
+    for its in range(max_iter + 1):
+        a = tuple(x[live] if np.ndim(x) else x for x in args)
+        ul = [x[live] for x in u]
+        T = [np.broadcast_to(x, live.shape) for x in _terms(ul, a)]
+        f0 = np.max(np.abs(T[:3]), axis=0)
+        fnorm[live] = f0
+        keep = f0 > _TOL
+        if not keep.any() or its == max_iter:
+            break
+        live, ul, a, T, f0 = live[keep], [x[keep] for x in ul], tuple(
+            x[keep] if np.ndim(x) else x for x in a), [x[keep] for x in T], f0[keep]
+        step = _solve3(T[3:], [-x for x in T[:3]])
+        step = [np.where(np.isfinite(x), x, 0.0) for x in step]
+        # Backtracking keeps the physical branch (k_tau, G in (0, 1]) and lowers the residual.
+        s = np.ones(live.shape)
+        pending = np.ones(live.shape, bool)
+        for _ in range(30):
+            trial = [np.minimum(x + s * dx, 1.0) for x, dx in zip(ul, step)]
+            feasible = np.all([(x + s * dx > 0) & (x + s * dx <= 1 + 1e-12) for x, dx in zip(ul, step)], axis=0)
+            f_new = np.max(np.abs(_terms(trial, a)[:3]), axis=0)
+            good = pending & feasible & (f_new < f0 * (1 - 1e-4 * s))
+            for x, tx in zip(ul, trial):
+                x[good] = tx[good]
+            pending &= ~good
+            if not pending.any():
                 break
-            s = np.where(bad, s / 2, s)
-        u = [np.minimum(x, 1.0) for x in trial]
-    T = _terms(u, args)
-    fnorm = np.max(np.abs(np.stack(np.broadcast_arrays(*T[:3]), -1)), axis=-1)
-    return u, fnorm, max_iter, fnorm <= 1e2 * _TOL
+            s = np.where(pending, s / 2, s)
+        for x, xl in zip(u, ul):
+            x[live] = xl
+    return u, fnorm, its, fnorm <= 1e2 * _TOL
 
 
 def _raise_unconverged(u, ok, args, res, lam_k):
@@ -249,12 +278,88 @@ def _mpf(x) -> mpmath.mpf:
     return mpmath.mpf(repr(float(x)))
 
 
-def _solve_mp(u, args, coeff_mp, dps, its, params):
-    """Refine every grid point in mpmath from its double-precision solution."""
-    psi_n_a, psi_p_a, iota_a, t_a, lam_a = args[:5]
+def _solve3(J, b):
+    """Cramer's rule for one 3x3 system (floats or mpmath numbers); J row-major."""
+    a, b_, c, d, e, f, g, h, i = J
+    det = a * (e * i - f * h) - b_ * (d * i - f * g) + c * (d * h - e * g)
+    x = (b[0] * (e * i - f * h) - b_ * (b[1] * i - f * b[2]) + c * (b[1] * h - e * b[2])) / det
+    y = (a * (b[1] * i - f * b[2]) - b[0] * (d * i - f * g) + c * (d * b[2] - b[1] * g)) / det
+    z = (a * (e * b[2] - b[1] * h) - b_ * (d * b[2] - b[1] * g) + b[0] * (d * h - e * g)) / det
+    return [x, y, z]
+
+
+def _newton_point(u, a, f, tol, max_iter):
+    """Damped Newton for one point; returns (u, residual, iterations, converged)."""
+    T = _terms(u, a, f)
+    fn = max(abs(x) for x in T[:3])
+    for it in range(max_iter):
+        if fn <= tol:
+            return u, fn, it, True
+        step = _solve3(T[3:], [-x for x in T[:3]])
+        s = 1
+        for _ in range(40):
+            trial = [x + s * dx for x, dx in zip(u, step)]
+            if all(0 < x <= 1 + 1e-12 for x in trial):
+                trial = [min(x, 1) for x in trial]
+                T_new = _terms(trial, a, f)
+                fn_new = max(abs(x) for x in T_new[:3])
+                if fn_new < fn * (1 - s / 10000):
+                    break
+            s = s / 2
+        else:
+            return u, fn, it, False
+        u, T, fn = trial, T_new, fn_new
+    return u, fn, max_iter, fn <= tol
+
+
+def _continue_point(a, f, tol):
+    """Adaptive continuation in log10(ridge) from a large ridge down to a[4]."""
+    target = math.log10(a[4])
+    log_lam = max(math.log10(1e3 * (1 + a[5] ** 2 + a[6] + a[7])), target + 1)
+    u, step, total = [1.0, 1.0, 1.0], 1.0, 0
+    while log_lam > target:
+        trial = max(log_lam - step, target)
+        new, res, its, ok = _newton_point(u, a[:4] + (10.0 ** trial,) + a[5:], f, tol, 30)
+        total += its
+        if ok:
+            u, log_lam, step = new, trial, min(2 * step, 2.0)
+        else:
+            step /= 4
+            if step < 1e-4:
+                return u, res, total, False
+    return u, res, total, True
+
+
+def _solve_scalars(args, params):
+    """Double precision, point by point on Python floats (small inputs)."""
+    shape = args[0].shape
+    names = ("test", "train", "score", "gap", "k0", "k1", "G")
+    outs = {k: np.empty(shape) for k in names}
+    worst, total = 0.0, 0
+    for idx in np.ndindex(shape):
+        a = tuple(float(x[idx]) for x in args)
+        u, res, its, ok = _continue_point(a, MATH, _TOL)
+        total += its
+        if not ok:
+            _raise_unconverged([np.float64(x) for x in u], np.array(False), tuple(np.array(x[idx]) for x in args),
+                               res, a[4])
+        worst = max(worst, res)
+        test, train = _derivatives(u, a, MATH, _solve3)
+        if not (math.isfinite(test) and math.isfinite(train)):
+            raise ConvergenceError("rf-dsm: non-finite error at a converged point (ill-conditioned Jacobian)")
+        vals = (test, train, test - math.exp(-2 * a[3]), test - train, *u)
+        for k, v in zip(names, vals):
+            outs[k][idx] = v
+    return RFDSMResult(*(_unwrap(outs[k]) for k in names), residual=worst, iterations=total, dps=None,
+                       params=_squeeze(params))
+
+
+def _solve_mp(psi_n_a, psi_p_a, iota_a, t_a, lam_a, coeff_mp, dps, params):
+    """mpmath at dps digits: a double continuation per point, then Newton in mpmath."""
     shape = psi_n_a.shape
-    outs = {k: np.empty(shape, dtype=object) for k in ("test", "train", "score", "gap", "k0", "k1", "G")}
-    worst = mpmath.mpf(0)
+    names = ("test", "train", "score", "gap", "k0", "k1", "G")
+    outs = {k: np.empty(shape, dtype=object) for k in names}
+    worst, total = mpmath.mpf(0), 0
     with mpmath.workdps(dps + 10):
         f = mp_namespace(dps + 10)
         tol = mpmath.mpf(10) ** (-(dps + 3))
@@ -264,34 +369,25 @@ def _solve_mp(u, args, coeff_mp, dps, its, params):
             iota = 0 if iota_a[idx] == 0 else 1 / mpmath.mpf(round(1 / iota_a[idx]))
             lam = _mpf(lam_a[idx]) if lam_a[idx] > 0 else _lam_floor(1 + mu1**2 + mus2 + mue2, dps)
             a = (_mpf(psi_n_a[idx]), _mpf(psi_p_a[idx]), iota, _mpf(t_a[idx]), lam, mu1, mus2, mue2)
-            x = mpmath.matrix([mpmath.mpf(float(v[idx])) for v in u])
-            for _ in range(100):
-                T = _terms(list(x), a, f, gam=0)
-                F = mpmath.matrix(T[:3])
-                if mpmath.norm(F, mpmath.inf) <= tol:
-                    break
-                x = x - mpmath.lu_solve(_mp_matrix(T[3:]), F)
-            else:
-                raise ConvergenceError(f"rf-dsm mpmath refinement did not converge at dps={dps}")
-            worst = max(worst, mpmath.norm(F, mpmath.inf))
-            test, train = _derivatives(list(x), a, f, lambda J, rhs: list(
-                mpmath.lu_solve(_mp_matrix(J), mpmath.matrix(list(rhs)))))
-            outs["test"][idx], outs["train"][idx] = test, train
-            outs["score"][idx] = test - mpmath.exp(-2 * a[3])
-            outs["gap"][idx] = test - train
-            outs["k0"][idx], outs["k1"][idx], outs["G"][idx] = x[0], x[1], x[2]
+            a_double = tuple(float(x) for x in a[:4]) + (max(float(lam), 1e-15 * float(1 + mu1**2)),) \
+                + tuple(float(x) for x in a[5:])
+            u, _, its, ok = _continue_point(a_double, MATH, _TOL)
+            if ok:
+                u, res, its2, ok = _newton_point([mpmath.mpf(x) for x in u], a, f, tol, 100)
+                its += its2
+            total += its
+            if not ok:
+                raise ConvergenceError(f"rf-dsm mpmath solve did not converge at dps={dps} "
+                                       f"(psi_n={float(a[0]):g}, psi_p={float(a[1]):g}, lam={float(lam):g})")
+            worst = max(worst, res)
+            test, train = _derivatives(u, a, f, _solve3)
+            vals = (test, train, test - mpmath.exp(-2 * a[3]), test - train, *u)
+            for k, v in zip(names, vals):
+                outs[k][idx] = v
     with mpmath.workdps(dps):
         vals = {k: _unwrap(np.vectorize(lambda v: +v, otypes=[object])(arr)) for k, arr in outs.items()}
-    return RFDSMResult(vals["test"], vals["train"], vals["score"], vals["gap"], vals["k0"],
-                       vals["k1"], vals["G"], residual=float(worst), iterations=its, dps=dps,
+    return RFDSMResult(*(vals[k] for k in names), residual=float(worst), iterations=total, dps=dps,
                        params=_squeeze(params))
-
-
-def _mp_matrix(flat):
-    J = mpmath.matrix(3, 3)
-    for i in range(9):
-        J[i // 3, i % 3] = flat[i]
-    return J
 
 
 def _unwrap(a):
