@@ -43,6 +43,8 @@ def main():
     out["one_point_double_m_inf_s"] = best(lambda: rf_dsm(**(kw | {"m": float("inf")})), 50)
     PN, PP = np.meshgrid(np.geomspace(0.1, 10, 100), np.geomspace(0.1, 10, 100))
     out["grid_100x100_s"] = best(lambda: rf_dsm(psi_n=PN, psi_p=PP, m=4, t=0.5, lam=1e-3), 3)
+    # m = 1 crosses the sharp interpolation peak at p = n: the slowest continuation.
+    out["grid_100x100_m1_s"] = best(lambda: rf_dsm(psi_n=PN, psi_p=PP, m=1, t=0.5, lam=1e-3), 1)
     out["grid_100x100_ridgeless_m_inf_s"] = best(lambda: rf_dsm(psi_n=PN, psi_p=PP, m=np.inf, t=0.5, lam=0.0), 1)
     out["one_point_dps30_s"] = best(lambda: rf_dsm(**kw, dps=30), 3)
     out["one_point_dps50_s"] = best(lambda: rf_dsm(**kw, dps=50), 3)

@@ -1,0 +1,91 @@
+"""`rmtsolve sweep` (ranges, product grid, CSV/JSONL, interrupt safety) and `rmtsolve figure`."""
+import csv
+import io
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from rmtsolve import ParameterError, rf_dsm, sweep
+from rmtsolve import cli
+
+
+def run(*args):
+    p = subprocess.run([sys.executable, "-m", "rmtsolve.cli", *args], capture_output=True, text=True)
+    return p.returncode, p.stdout, p.stderr
+
+
+def test_range_parsing():
+    assert np.allclose(sweep.parse_value("x", "1:3:3"), [1, 2, 3])
+    assert np.allclose(sweep.parse_value("x", "0.1:10:3:log"), [0.1, 1, 10])
+    assert np.allclose(sweep.parse_value("x", "2.5"), [2.5])
+    for bad in ("1:2", "1:2:0", "a:b:3", "-1:2:3:log", "1:2:3:lin"):
+        with pytest.raises(ParameterError):
+            sweep.parse_value("x", bad)
+
+
+def test_sweep_csv_rows_equal_single_calls(tmp_path):
+    out = tmp_path / "grid.csv"
+    code, _, err = run("sweep", "rf-dsm", "--psi-n", "0.5:2:4", "--psi-p", "0.2:5:5:log", "--m", "1:3:2",
+                       "--lam", "1e-2", "--csv", str(out), "--quiet")
+    assert code == 0, err
+    rows = list(csv.DictReader(open(out)))
+    assert len(rows) == 4 * 5 * 2
+    assert list(rows[0])[:5] == ["psi_n", "psi_p", "m", "t", "lam"]
+    assert {"test_error", "train_error", "score_error", "gap"} <= set(rows[0])
+    for r in rows[::7]:
+        single = rf_dsm(psi_n=float(r["psi_n"]), psi_p=float(r["psi_p"]), m=float(r["m"]), t=0.5, lam=1e-2)
+        assert float(r["test_error"]) == pytest.approx(float(single.test_error), rel=1e-10)
+        assert float(r["train_error"]) == pytest.approx(float(single.train_error), rel=1e-10, abs=1e-14)
+
+
+def test_sweep_jsonl_to_file(tmp_path):
+    out = tmp_path / "grid.jsonl"
+    code, _, err = run("sweep", "rf-dsm", "--psi-p", "0.5:2:3", "--m", "inf", "--jsonl", str(out), "--quiet")
+    assert code == 0, err
+    rows = [json.loads(line) for line in open(out)]
+    assert len(rows) == 3 and rows[0]["m"] == "inf" and rows[0]["test_error"] > 0
+
+
+def test_sweep_bad_range_exits_2():
+    code, _, err = run("sweep", "rf-dsm", "--psi-p", "1:2")
+    assert code == 2 and "psi_p" in err and err.count("\n") == 1
+
+
+def test_interrupted_sweep_leaves_a_valid_file():
+    calls = []
+
+    def solve(**cols):
+        if calls:
+            raise KeyboardInterrupt
+        calls.append(1)
+        return {"y": cols["a"] * 2}
+
+    fh = io.StringIO()
+    with pytest.raises(KeyboardInterrupt):
+        sweep.run(solve, {"a": np.arange(10.0)}, ["y"], fh, "csv", block=4)
+    rows = list(csv.DictReader(io.StringIO(fh.getvalue())))
+    assert [float(r["y"]) for r in rows] == [0, 2, 4, 6]
+
+
+def test_figure_without_matplotlib_says_how_to_install(monkeypatch, capsys, tmp_path):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    assert cli.main(["figure", "rf-dsm-phase-diagram", "--out", str(tmp_path / "x.png")]) == 2
+    assert "rmtsolve[plot]" in capsys.readouterr().err
+
+
+def test_unknown_figure_exits_2(tmp_path):
+    code, _, err = run("figure", "nope", "--out", str(tmp_path / "x.png"))
+    assert code == 2 and "NAME" in err
+
+
+def test_phase_diagram_png(tmp_path):
+    pytest.importorskip("matplotlib")
+    out, data = tmp_path / "pd.png", tmp_path / "pd.csv"
+    code, _, err = run("figure", "rf-dsm-phase-diagram", "--out", str(out), "--csv", str(data))
+    assert code == 0, err
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    rows = list(csv.DictReader(open(data)))
+    assert len(rows) == 3 * 60 * 60 and float(rows[0]["gap"]) >= 0
