@@ -106,7 +106,8 @@ def rf_dsm(*, psi_n, psi_p, m, t, lam, activation="relu", tau=None, dps=None) ->
     shape = psi_n.shape
     # Gaussian-equivalence coefficients depend on t only: compute once per distinct t.
     ts, inv = np.unique(t, return_inverse=True)
-    co = [coefficients(activation, float(tt), dps=dps) for tt in ts]
+    # With dps, t is the decimal its shortest repr names, as in the equations (_mpf).
+    co = [coefficients(activation, float(tt) if dps is None else repr(float(tt)), dps=dps) for tt in ts]
     mu1 = np.array([float(c.mu1) for c in co])[inv].reshape(shape)
     mus2 = np.array([float(c.mu_s) ** 2 for c in co])[inv].reshape(shape)
     mue2 = np.array([float(c.mu_e) ** 2 for c in co])[inv].reshape(shape)
