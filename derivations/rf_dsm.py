@@ -18,6 +18,9 @@ and checked:
 7. iota = 1/m makes finite m and m = infinity one system (iota = 0); train and test
    errors are derivatives of the averaged loss in lam and gamma, taken through the
    implicit function theorem by the solver with the Jacobians generated here.
+8. The same fixed point at a complex ridge lam = -z (gam = 0) is the deterministic
+   equivalent of the resolvent (U - z)^{-1} of U = Phi^T Phi/(n m): its normalised trace is
+   g = G / a_I, the Stieltjes transform of the spectral law of U (SPEC 1.4).
 """
 from __future__ import annotations
 
@@ -222,6 +225,8 @@ def build() -> Module:
         Function("loss_terms", args,
                  (Lbar,) + tuple(Lu) + (sp.diff(Lbar, gam), sp.diff(Lbar, lam)) + tuple(Fg) + tuple(Fl),
                  "Lbar, dLbar/du (3), dLbar/dgam, dLbar/dlam, dF/dgam (3), dF/dlam (3)."),
+        Function("feature_stieltjes", args, (G / blocks[sp.Symbol("a_I")],),
+                 "Step 8: tr((U - z)^{-1})/p = G/a_I at lam = -z, gam = 0."),
     ]
     eqs = ge + [(str(sym), sp.Eq(sym, expr)) for sym, expr in blocks.items()] + [
         ("k0 = 1/(1+delta0)", sp.Eq(F_shown[0], 0)),

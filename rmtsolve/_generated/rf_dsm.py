@@ -100,3 +100,8 @@ def loss_terms(k0, k1, G, psi_n, psi_p, iota, t, lam, gam, mu1, mu_s2, mu_e2, *,
     _x39 = psi_p - 1
     _x40 = _x37*(-G*(-_x10*_x39 + _x17) - _x11*_x38 + _x13*gam + _x15*k0 - _x16 + lam)
     return -_x1 - _x22*_x4 + gam + iota*k0, -_x24*iota + _x26*(_x15 + _x4*_x8) + iota, _x0*_x24 + _x26*(-_x14 - _x4*_x9 + mu_e2) - iota + 1, _x22*_x3*(_x12*_x19 - 1), -_x24 + _x26*_x27 + 1, _x26, _x33*(_x13*_x29 + _x27*_x31), _x36*(_x13*_x34 + _x27*_x35), _x37*(G*(_x13 - _x2*_x39) + _x3*_x38 + _x40*(_x13 + _x2) - mu_e2 - mu_s2), _x33*(_x29 + _x31), _x36*(_x34 + _x35), _x37*(G + _x40 - 1)
+
+
+def feature_stieltjes(k0, k1, G, psi_n, psi_p, iota, t, lam, gam, mu1, mu_s2, mu_e2, *, _f):
+    """Step 8: tr((U - z)^{-1})/p = G/a_I at lam = -z, gam = 0."""
+    return G/(gam*(mu_e2 + mu_s2) + k0*(iota*mu_e2 + mu_s2) - k1*mu_e2*(iota - 1) + lam)

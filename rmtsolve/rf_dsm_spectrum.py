@@ -1,0 +1,143 @@
+"""Spectral law of the RF-DSM feature matrix U = Phi^T Phi / (n m) (SPEC section 1.4).
+
+U sets the time scales of gradient-flow training.  Its resolvent (U - z)^{-1} is the ridge
+resolvent at the complex ridge lam = -z, so its Stieltjes transform
+s_U(z) = tr((U - z)^{-1}) / p is the derived RF-DSM fixed point evaluated at lam = -z
+(``derivations/rf_dsm.py``, step 8): no new equation is typed here.
+
+The physical branch is reached by continuation from large Im z (where s_U ~ -1/z, i.e.
+k0 = k1 = G = 1) down to the target; every point keeps Im s_U > 0.  For real x the boundary
+value s_U(x + i0) is evaluated at height ``eta = 1e-9 * scale`` and ``density`` = Im s_U / pi
+(the continuous part; for finite m and p > n m, U has an atom of mass 1 - n m / p at 0).
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from ._backend import NUMPY
+from ._generated import rf_dsm as _eq
+from .errors import ConvergenceError, ParameterError, check_range
+from .rf_dsm import _iota, _solve3
+
+
+@dataclasses.dataclass(frozen=True)
+class FeatureSpectrum:
+    """Stieltjes transform and density of the spectral law of U = Phi^T Phi/(n m).
+
+    Attributes
+    ----------
+    stieltjes : complex ndarray
+        s_U(z) = int dmu_U(x) / (x - z) (Im s_U > 0 for Im z > 0; s(x + i0) for real x).
+    density : ndarray
+        Im s_U / pi at real points (nan where z is not real).
+    atom : float
+        Mass of mu_U at 0: max(0, 1 - psi_n m / psi_p) for finite m, 0 for m = inf.
+    residual : float
+        Largest absolute residual of the fixed-point equations.
+    """
+
+    stieltjes: np.ndarray
+    density: np.ndarray
+    atom: float
+    residual: float
+    params: dict
+
+    def as_dict(self) -> dict:
+        return {"stieltjes": self.stieltjes, "density": self.density, "atom": self.atom,
+                "params": self.params}
+
+
+def feature_spectrum(z, *, psi_n: float, psi_p: float, m, t: float, activation="relu") -> FeatureSpectrum:
+    """Spectral law of U = Phi^T Phi / (n m) at points z (complex, Im z >= 0; or real).
+
+    Parameters are those of :func:`rmtsolve.rf_dsm` (scalars here); z broadcasts.
+    """
+    from .coeffs import coefficients
+
+    for name, v in (("psi_n", psi_n), ("psi_p", psi_p), ("t", t)):
+        check_range(name, v, low=0, low_open=True)
+    iota = float(_iota(m))
+    zz = np.asarray(z, dtype=complex)
+    if not np.all(np.isfinite(zz)) or np.any(zz.imag < 0):
+        raise ParameterError("z", "finite with Im z >= 0", None)
+    c = coefficients(activation, float(t))
+    mu1, mus2, mue2 = float(c.mu1), float(c.mu_s) ** 2, float(c.mu_e) ** 2
+    scale = float(c.mu0) ** 2 + mu1**2 + mus2 + mue2  # E sigma(g)^2 = mean diagonal of U
+    scale *= (1 + np.sqrt(psi_p / psi_n * max(iota, 1e-300))) ** 2 * (1 + psi_p)
+    real = zz.imag == 0
+    eta_target = np.where(real, 1e-9 * scale, zz.imag)
+    pars = (psi_n, psi_p, iota, float(t))
+    coef = (mu1, mus2, mue2)
+    s, res = _continue(zz.real.ravel(), eta_target.ravel(), pars, coef, scale)
+    s = s.reshape(zz.shape)
+    atom = 0.0 if iota == 0 else max(0.0, 1 - psi_n / (iota * psi_p))
+    density = np.where(real, s.imag / np.pi, np.nan)
+    params = dict(psi_n=psi_n, psi_p=psi_p, m=m, t=t, activation=c.activation)
+    return FeatureSpectrum(s if s.ndim else s[()], density if density.ndim else float(density), atom,
+                           float(res), params)
+
+
+def _terms(u, x, eta, pars, coef):
+    lam = -(x + 1j * eta)
+    return _eq.newton_step_terms(*u, *pars, lam, 0.0, *coef, _f=NUMPY)
+
+
+def _stieltjes(u, x, eta, pars, coef):
+    return _eq.feature_stieltjes(*u, *pars, -(x + 1j * eta), 0.0, *coef, _f=NUMPY)
+
+
+def _continue(x, eta_target, pars, coef, scale):
+    """Adaptive geometric continuation of Im z from 1e3 scale down to the target."""
+    n = x.size
+    u = [np.ones(n, complex) for _ in range(3)]
+    log_eta = np.full(n, np.log10(1e3 * scale))
+    log_target = np.log10(eta_target)
+    step = np.full(n, 0.5)
+    res = np.zeros(n)
+    while True:
+        idx = np.flatnonzero(log_eta > log_target)
+        if idx.size == 0:
+            break
+        trial = np.maximum(log_eta[idx] - step[idx], log_target[idx])
+        ul, r, ok = _newton([v[idx] for v in u], x[idx], 10.0 ** trial, pars, coef)
+        for v, vl in zip(u, ul):
+            v[idx] = np.where(ok, vl, v[idx])
+        res[idx] = np.where(ok, r, res[idx])
+        log_eta[idx] = np.where(ok, trial, log_eta[idx])
+        step[idx] = np.where(ok, np.minimum(step[idx] * 1.5, 1.0), step[idx] / 4)
+        if np.any(step < 1e-5):
+            bad = np.flatnonzero(step < 1e-5)[0]
+            raise ConvergenceError(f"feature spectrum: continuation stalled at z = {x[bad]:g} + "
+                                   f"{10.0 ** log_eta[bad]:.3g}i (residual {res[bad]:.3g})")
+    return _stieltjes(u, x, 10.0 ** log_target, pars, coef), float(res.max(initial=0.0))
+
+
+def _newton(u, x, eta, pars, coef, tol=1e-12, max_iter=30):
+    u = [v.copy() for v in u]
+    T = _terms(u, x, eta, pars, coef)
+    fn = np.max(np.abs(np.broadcast_arrays(*T[:3])), axis=0)
+    for _ in range(max_iter):
+        if np.all(fn <= tol):
+            break
+        step = _solve3(T[3:], [-f for f in T[:3]])
+        s = np.ones(x.shape)
+        pending = fn > tol
+        for _ in range(30):
+            trial = [v + s * dv for v, dv in zip(u, step)]
+            Tn = _terms(trial, x, eta, pars, coef)
+            fn_new = np.max(np.abs(np.broadcast_arrays(*Tn[:3])), axis=0)
+            # Physical branch: Im s_U > 0 in the upper half plane.
+            branch = _stieltjes(trial, x, eta, pars, coef).imag > 0
+            good = pending & branch & (fn_new < fn)
+            for v, tv in zip(u, trial):
+                v[good] = tv[good]
+            fn = np.where(good, fn_new, fn)
+            pending &= ~good
+            if not pending.any():
+                break
+            s = np.where(pending, s / 2, s)
+        T = _terms(u, x, eta, pars, coef)
+        fn = np.max(np.abs(np.broadcast_arrays(*T[:3])), axis=0)
+    return u, fn, fn <= 1e2 * tol

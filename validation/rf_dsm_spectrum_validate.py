@@ -1,0 +1,77 @@
+"""Spectral law of U = Phi^T Phi/(n m): theory vs eigenvalues of the real nonlinear U.
+
+    python validation/rf_dsm_spectrum_validate.py
+
+For each configuration and d in {200, 400, 800, 1600}: Kolmogorov distance between the
+empirical spectral CDF and the theory CDF (atom + integrated density), and the relative
+error of s_U(z) against tr((U - z)^{-1})/p at three complex z.  Both must shrink with d.
+Writes validation/results/rf_dsm_spectrum.{json,md}.
+"""
+import json
+import pathlib
+import sys
+import time
+
+import numpy as np
+
+ROOT = pathlib.Path(__file__).resolve().parent
+sys.path.insert(0, str(ROOT.parent))
+
+from rmtsolve import feature_spectrum, resolve_activation  # noqa: E402
+
+CONFIGS = [dict(psi_n=1.0, psi_p=0.5, m=1, t=0.5, activation="relu"),
+           dict(psi_n=1.0, psi_p=2.0, m=1, t=0.5, activation="relu"),
+           dict(psi_n=0.5, psi_p=2.0, m=3, t=0.5, activation="tanh"),
+           dict(psi_n=0.25, psi_p=1.0, m=8, t=1.5, activation="erf")]
+Z = np.array([0.5 + 0.3j, 1.0 + 0.1j, 0.2 + 0.05j])
+
+
+def simulate_U(d, psi_n, psi_p, m, t, activation, seed):
+    rng = np.random.default_rng(seed)
+    n, p = round(psi_n * d), round(psi_p * d)
+    W = rng.standard_normal((p, d))
+    y = (np.exp(-t) * rng.standard_normal((n, 1, d)) + np.sqrt(1 - np.exp(-2 * t)) * rng.standard_normal((n, m, d)))
+    F = resolve_activation(activation)(y.reshape(n * m, d) @ W.T / np.sqrt(d))
+    return F.T @ F / (n * m)
+
+
+def compare(cfg, d, seed=0):
+    ev = np.linalg.eigvalsh(simulate_U(d, **cfg, seed=seed))
+    # Start clear of the eta-tail of the atom at 0; the largest eigenvalue is the mu0 spike.
+    xs = np.linspace(1e-3, np.sort(ev)[-2] * 1.05, 20000)
+    th = feature_spectrum(xs, **cfg)
+    cdf = th.atom + np.concatenate([[0], np.cumsum((th.density[1:] + th.density[:-1]) / 2 * np.diff(xs))])
+    ecdf = np.searchsorted(np.sort(ev), xs, side="right") / ev.size
+    s = feature_spectrum(Z, **cfg).stieltjes
+    emp = np.array([np.mean(1 / (ev - z)) for z in Z])
+    return dict(ks=float(np.max(np.abs(cdf - ecdf))), stieltjes_rel_err=float(np.max(np.abs(s - emp) / np.abs(emp))),
+                theory_mass=float(cdf[-1]))
+
+
+def main():
+    rows = []
+    for cfg in CONFIGS:
+        for d in (200, 400, 800, 1600):
+            t0 = time.perf_counter()
+            r = compare(cfg, d)
+            rows.append(dict(cfg, d=d, **r, seconds=time.perf_counter() - t0))
+            print(rows[-1], flush=True)
+    t0 = time.perf_counter()
+    feature_spectrum(np.linspace(1e-3, 4, 1000), **CONFIGS[2])
+    dens_time = time.perf_counter() - t0
+    (ROOT / "results").mkdir(exist_ok=True)
+    (ROOT / "results" / "rf_dsm_spectrum.json").write_text(json.dumps(dict(rows=rows, density_1000_points_s=dens_time), indent=1))
+    lines = ["# Spectral law of U = Phi^T Phi/(n m): theory vs real nonlinear features", "",
+             "Kolmogorov distance (empirical spectral CDF vs theory, one seed) and max relative error of "
+             "s_U(z) at z in {0.5+0.3i, 1+0.1i, 0.2+0.05i}; both shrink as d grows.", "",
+             "| act | psi_n | psi_p | m | t | d | KS | s_U rel. err |", "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['activation']} | {r['psi_n']} | {r['psi_p']} | {r['m']} | {r['t']} | {r['d']} | "
+                     f"{r['ks']:.4f} | {r['stieltjes_rel_err']:.2e} |")
+    lines += ["", f"Theory density at 1000 real points: {dens_time:.2f} s (one vectorised continuation)."]
+    (ROOT / "results" / "rf_dsm_spectrum.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
