@@ -155,6 +155,11 @@ def _lam_floor(scale, dps):
     return scale * mpmath.mpf(10) ** (-(dps + 4))
 
 
+def _lam_start(psi_n, psi_p, mu1, mus2, mue2):
+    """A ridge large enough that delta_tau << 1 and a_O psi_p g << 1, i.e. k, G ~ 1."""
+    return 1e3 * (1 + mu1**2 + mus2 + mue2) * (1 + psi_p) * (1 + psi_p / psi_n)
+
+
 def _solve_double(psi_n, psi_p, iota, t, lam, mu1, mus2, mue2):
     """Damped Newton with adaptive continuation in the ridge, from a large value down to lam.
 
@@ -166,9 +171,8 @@ def _solve_double(psi_n, psi_p, iota, t, lam, mu1, mus2, mue2):
     """
     args_base = (psi_n, psi_p, iota, t, lam, mu1, mus2, mue2)
     flat = [np.ravel(a) for a in args_base]
-    scale = 1.0 + flat[5] ** 2 + flat[6] + flat[7]
     log_target = np.log10(flat[4])
-    log_lam = np.maximum(np.log10(1e3 * scale), log_target + 1)
+    log_lam = np.maximum(np.log10(_lam_start(*flat[:2], *flat[5:])), log_target + 1)
     step = np.ones(log_lam.shape)
     u = [np.ones(log_lam.shape) for _ in range(3)]
     res = np.zeros(log_lam.shape)
@@ -307,8 +311,8 @@ def _newton_point(u, a, f, tol, max_iter):
                 if fn_new < fn * (1 - s / 10000):
                     break
             s = s / 2
-        else:
-            return u, fn, it, False
+        else:  # no decrease possible: converged only if already at the rounding floor
+            return u, fn, it, fn <= 1e2 * tol
         u, T, fn = trial, T_new, fn_new
     return u, fn, max_iter, fn <= tol
 
@@ -316,7 +320,7 @@ def _newton_point(u, a, f, tol, max_iter):
 def _continue_point(a, f, tol):
     """Adaptive continuation in log10(ridge) from a large ridge down to a[4]."""
     target = math.log10(a[4])
-    log_lam = max(math.log10(1e3 * (1 + a[5] ** 2 + a[6] + a[7])), target + 1)
+    log_lam = max(math.log10(_lam_start(*a[:2], *a[5:])), target + 1)
     u, step, total = [1.0, 1.0, 1.0], 1.0, 0
     while log_lam > target:
         trial = max(log_lam - step, target)
