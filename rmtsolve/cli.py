@@ -274,7 +274,7 @@ def _cmd_ldm(a):
     from .ldm import ldm
 
     r = ldm(**_ldm_kwargs(a), d=a.d, dps=a.dps).as_dict()
-    keys = list(LDM_KEYS)
+    keys = list(LDM_KEYS) + ["log_kl_data_gen_per_dim"]  # faithful even when the KL overflows
     if a.d is not None:
         keys += ["kl_gen_data", "kl_data_gen", "kl_oracle", "excess_kl"]
     out = {k: r[k] for k in keys if k in r} | {"params": r["params"]}

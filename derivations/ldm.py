@@ -1,0 +1,365 @@
+"""Linear diffusion models (SPEC section 2): the DDPM sampler as a spectral map of C.
+
+Route.  Every matrix the trained denoiser and the sampler use is a function of the sample
+covariance ``C`` (``M_t = abar_t C + (1 - abar_t) I``, ``W_t = w_t(M_t)``), so in the
+eigenbasis of ``C`` the sampler acts on each eigen-direction separately:
+
+1. the denoiser on a direction with sample eigenvalue ``c`` (ridge ``lam``, gradient-flow
+   time ``tau`` through ``E = exp(-tau (m + lam))``; ``E -> 0`` is the converged ridge);
+2. one DDPM step ``u' = a_t(c) u + h_t(c) xbar + s_t xi``, rewritten without cancellations
+   (every term of the numerator of ``a_t`` is >= 0) and in log form;
+3. the mean: the deficit ``r_t = sqrt(abar_t) - k_t`` of the generated mean ``k_t xbar``
+   obeys ``r_{t-1} = a_t r_t`` exactly, so ``1 - k_0 = sqrt(abar_T) prod_t a_t``;
+4. the variance map ``v_{t-1} = a_t^2 v_t + s_t^2`` (``v_T = 1``), iterated numerically;
+5. the Gaussian KL divergences, the train/test errors and the span fraction as traces of
+   spectral functions of ``C``, possibly weighted by ``Sigma^{+-1}`` (overlaps);
+6. deterministic equivalents of those traces: Silverstein's equation for the companion
+   transform, the overlap-weighted Stieltjes transform, the kernel (atom at 0) and the
+   contour formula that turns them into spectral integrals.
+
+Every identity used numerically is asserted here; ``build()`` emits the code.
+"""
+from __future__ import annotations
+
+import sympy as sp
+from sympy.codegen.cfunctions import expm1
+
+from ._codegen import Function, Module, eq_block
+
+
+class logaddexp(sp.Function):
+    """log(exp(x) + exp(y)) evaluated without overflow (printed as ``_f.logaddexp``)."""
+
+    def _eval_rewrite_as_log(self, x, y, **kwargs):
+        return sp.log(sp.exp(x) + sp.exp(y))
+
+    def _pythoncode(self, printer):
+        x, y = (printer._print(a) for a in self.args)
+        return f"_f.logaddexp({x}, {y})"
+
+    def _latex(self, printer):
+        x, y = (printer._print(a) for a in self.args)
+        return rf"\log\left(e^{{{x}}} + e^{{{y}}}\right)"
+
+
+class recip(sp.Function):
+    """1/x, printed as a division (numpy's complex x**-2 is slow; (x*recip)**2 is not)."""
+
+    def _eval_rewrite_as_Pow(self, x, **kwargs):
+        return 1 / x
+
+    def _pythoncode(self, printer):
+        return f"(1/({printer._print(self.args[0])}))"
+
+    def _latex(self, printer):
+        return rf"\frac{{1}}{{{printer._print(self.args[0])}}}"
+
+
+def _zero(expr) -> bool:
+    return sp.simplify(expr) == 0
+
+
+# symbols: c sample eigenvalue, z its complex continuation, abar = abar_t, abp = abar_{t-1},
+# om = 1 - abar_t and omp = 1 - abar_{t-1} passed separately to avoid cancellations.
+c, lam, tau, beta = sp.symbols("c lam tau beta", nonnegative=True)
+abar, abp = sp.symbols("abar abar_prev", positive=True)
+om, omp = sp.symbols("om omp", nonnegative=True)
+z = sp.Symbol("z")
+log_e = sp.Symbol("log_e")  # log E = -tau (m + lam); -inf for the converged denoiser
+E = sp.exp(log_e)
+
+
+# -- 1. the denoiser on one eigen-direction -------------------------------------------------
+def denoiser():
+    """W_t(c) and q_t(c) = 1 - sqrt(1 - abar) W_t(c) (the noise left unexplained)."""
+    m = abar * c + om  # eigenvalue of M_t = abar C + (1 - abar) I
+    # gradient flow dW/dtau = -(1/2) dL/dW = sqrt(1-abar) - W (m + lam) from W(0) = 0
+    W = sp.Function("W")
+    sol = sp.dsolve(sp.Eq(W(tau).diff(tau), sp.sqrt(om) - W(tau) * (m + lam)), W(tau),
+                    ics={W(0): 0})
+    w_tau = sp.sqrt(om) * (1 - sp.exp(-tau * (m + lam))) / (m + lam)
+    assert _zero(sol.rhs - w_tau)
+    w = w_tau.subs(sp.exp(-tau * (m + lam)), E)  # E = exp(-tau (m + lam)), E -> 0: ridge
+    assert _zero(w.subs(log_e, -tau * (m + lam)) - w_tau)
+    # the converged ridge solution (SPEC): W = sqrt(1 - abar) (M + lam)^{-1}
+    # (m + lam > 0 on the spectrum, so tau -> inf sends E = exp(-tau (m + lam)) -> 0)
+    assert _zero(w.subs(log_e, -sp.oo) - sp.sqrt(om) / (m + lam))
+    # q = 1 - sqrt(om) w written with non-negative terms only (om = 1 - abar)
+    q = (abar * c + lam + om * E) / (m + lam)
+    assert _zero(1 - sp.sqrt(om) * w - q)
+    # 1 - E through expm1, exact also when tau (m + lam) is tiny
+    w_stable = sp.sqrt(om) * (-expm1(log_e)) / (m + lam)
+    assert _zero(w_stable.rewrite(sp.exp) - w)
+    return m, w, q, w_stable
+
+
+# -- 2. one DDPM step ------------------------------------------------------------------------
+def sampler_step(m, w):
+    """u_{t-1} = (u - beta/sqrt(1-abar) (W u + b)) / sqrt(1-beta) + s xi, b = -sqrt(abar) W xbar.
+
+    On a direction of C this is u' = a u + h xbar + s xi.
+    """
+    a_naive = (1 - beta / sp.sqrt(om) * w) / sp.sqrt(1 - beta)
+    h = beta * sp.sqrt(abar) * w / (sp.sqrt(om) * sp.sqrt(1 - beta))
+    # schedule: abar = abar_prev (1 - beta), so 1 - abar - beta = (1 - beta)(1 - abar_prev)
+    sched = {abar: abp * (1 - beta), om: 1 - abp * (1 - beta), omp: 1 - abp}
+    A = abar * c + (1 - beta) * omp + lam  # >= 0 term by term
+    a = (A + beta * E) / ((m + lam) * sp.sqrt(1 - beta))
+    assert _zero((a_naive - a).subs(sched))
+    log_a = logaddexp(sp.log(A), sp.log(beta) + log_e) - sp.log(m + lam) - sp.log(1 - beta) / 2
+    # the log form equals log a at a generic exact point (sympy cannot simplify logaddexp)
+    point = {c: sp.Rational(1, 3), lam: sp.Rational(1, 7), beta: sp.Rational(1, 50),
+             abp: sp.Rational(2, 3), log_e: -1}
+    diff = (log_a.rewrite(sp.log) - sp.log(a)).subs(sched).subs(point)
+    assert abs(sp.N(diff, 60)) < sp.Float("1e-50")
+    # the converged denoiser at t = 1 (abar_0 = 1) removes the out-of-span direction exactly:
+    # a_1(0) = lam / ((beta + lam) sqrt(1 - beta)) vanishes without ridge (degenerate law)
+    a1 = a.subs(log_e, -sp.oo).subs(sched).subs(abp, 1).subs(c, 0)
+    assert _zero(a1 - lam / ((beta + lam) * sp.sqrt(1 - beta)))
+    return a, h, log_a, sched
+
+
+# -- 3. the mean -----------------------------------------------------------------------------
+def mean_recursion(a, h, sched):
+    """Generated mean k_t xbar with k_T = 0 and k_{t-1} = a_t k_t + h_t.
+
+    With r_t = sqrt(abar_t) - k_t:  r_{t-1} = a_t r_t + (sqrt(abar_{t-1}) - a_t sqrt(abar_t) - h_t)
+    and the bracket vanishes identically, so 1 - k_0 = r_0 = sqrt(abar_T) prod_t a_t(c).
+    """
+    source = sp.sqrt(abp) - a * sp.sqrt(abar) - h
+    assert _zero(source.subs(sched))
+    return source
+
+
+# -- 4. the variance -------------------------------------------------------------------------
+def variance_recursion():
+    """v_{t-1} = a_t^2 v_t + s_t^2 with v_T = 1 (u_T ~ N(0, I)), s_t^2 = beta_t (t > 1), s_1 = 0.
+
+    Log form log v_{t-1} = logaddexp(2 log a_t + log v_t, log s_t^2); checked against the
+    unrolled sum v_0 = prod a^2 + sum_{t>=2} s_t^2 prod_{u<t} a_u^2 for T = 3.
+    """
+    la, lv, ls2 = sp.symbols("log_a log_v log_s2")
+    log_step = logaddexp(2 * la + lv, ls2)
+    a_, v_, s2_ = sp.symbols("a v s2", positive=True)
+    assert _zero(sp.exp(log_step.rewrite(sp.log)).subs({la: sp.log(a_), lv: sp.log(v_),
+                                                          ls2: sp.log(s2_)}) - (a_**2 * v_ + s2_))
+    a1, a2, a3, s2, s3 = sp.symbols("a1 a2 a3 s2 s3", positive=True)
+    v = sp.Integer(1)
+    for at, st in ((a3, s3), (a2, s2), (a1, 0)):
+        v = at**2 * v + st**2
+    assert _zero(v - (a1**2 * a2**2 * a3**2 + s3**2 * a1**2 * a2**2 + s2**2 * a1**2))
+    var_step = a_**2 * v_ + s2_
+    return (la, lv, ls2, log_step), (a_, v_, s2_, var_step)
+
+
+# -- 5. Gaussian KL, errors, span ------------------------------------------------------------
+def gaussian_kl():
+    """KL(N(m1, v1) || N(m2, v2)) on one direction from the densities, then the matrix form.
+
+    KL = E_1[log p1 - log p2] with E_1 (x - m1)^2 = v1, E_1 (x - m2)^2 = v1 + (m1 - m2)^2.
+    For matrices the same computation gives, per dimension (traces divided by d),
+    KL = (1/2) [tr(V2^{-1} V1)/d - 1 + (logdet V2 - logdet V1)/d + (m1-m2)^T V2^{-1} (m1-m2)/d].
+    """
+    m1, m2 = sp.symbols("m1 m2", real=True)
+    v1, v2 = sp.symbols("v1 v2", positive=True)
+    x = sp.Symbol("x", real=True)
+    logp = lambda mm, vv: -sp.log(2 * sp.pi * vv) / 2 - (x - mm) ** 2 / (2 * vv)  # noqa: E731
+    integrand = sp.expand(logp(m1, v1) - logp(m2, v2))
+    # expectation under N(m1, v1): E x = m1, E x^2 = v1 + m1^2
+    kl = integrand.subs(x**2, v1 + m1**2).subs(x, m1)
+    closed = (v1 / v2 - 1 + sp.log(v2 / v1) + (m1 - m2) ** 2 / v2) / 2
+    assert _zero(sp.expand_log(kl - closed, force=True))
+    tr, ld1, ld2, maha = sp.symbols("tr_ratio logdet_p logdet_q maha")
+    kl_matrix = (tr - 1 + ld2 - ld1 + maha) / 2
+    # one direction reproduces the scalar closed form
+    assert _zero(kl_matrix.subs({tr: v1 / v2, ld1: sp.log(v1), ld2: sp.log(v2),
+                                 maha: (m1 - m2) ** 2 / v2}) - closed)
+    return (tr, ld1, ld2, maha), kl_matrix
+
+
+def mean_mismatch():
+    """E over xbar = mu + e (e ~ N(0, Sigma/N), independent of C) and over a generic mu.
+
+    mu - m_g = (I - K) mu - K e with K = k_0(C); for P = Sigma^{-1} or S_g^{-1}:
+    E (mu - m_g)^T P (mu - m_g) / d = mean_norm tr(P (I - K)^2)/d + tr(K P K Sigma)/(N d),
+    using mu^T B mu -> ||mu||^2 tr(B)/d for mu in a generic direction, ||mu||^2 = d mean_norm.
+    (For P = S_g^{-1} = f(C) the second trace is tr(Sigma K^2 S_g^{-1}), one overlap.  For
+    P = Sigma^{-1} it needs two overlaps; rmtsolve.ldm uses tr(K^2)/(N d) instead, exact for
+    isotropic data or K = I, an O(1/d) term per dimension.)
+    """
+    mn, tmu, ninv, te = sp.symbols("mean_norm t_mu n_inv t_e")
+    # check on one direction: mu ~ generic scalar with mu^2 = mean_norm, e with variance sig/N
+    kk, p, sig, e = sp.symbols("k p sigma e", real=True)
+    N = sp.Symbol("N", positive=True)
+    quad = sp.expand(((1 - kk) * sp.sqrt(mn) - kk * e) ** 2 * p)
+    expect = quad.subs(e**2, sig / N).subs(e, 0)
+    assert _zero(expect - (mn * p * (1 - kk) ** 2 + kk**2 * p * sig / N))
+    return (mn, tmu, ninv, te), mn * tmu + ninv * te
+
+
+def errors():
+    """Per-step errors; x_t = sqrt(abar) x0 + sqrt(om) eps, b = -sqrt(abar) W xbar.
+
+    eps - W x_t - b = q(W) eps - sqrt(abar) W (x0 - xbar) with q = 1 - sqrt(om) W, so
+    test  = tr(q^2)/d + abar tr(W^2 (Sigma + (mu - xbar)(mu - xbar)^T))/d
+          -> tr(q^2)/d + abar (1 + 1/N) tr(Sigma W^2)/d       (average over xbar),
+    train = tr(q^2)/d + abar tr(W^2 C)/d                      (the training points).
+    """
+    iq2, isw2, icw2, ninv = sp.symbols("iq2 isw2 icw2 n_inv")
+    # scalar check of the expansion with independent eps, x0 - xbar of variance sig
+    ww, eps, y, sig = sp.symbols("w eps y sigma", real=True)
+    expr = sp.expand((eps - ww * (sp.sqrt(abar) * y + sp.sqrt(om) * eps)) ** 2)
+    expect = expr.subs({eps**2: 1, y**2: sig}).subs({eps: 0, y: 0})
+    assert _zero(expect - ((1 - sp.sqrt(om) * ww) ** 2 + abar * ww**2 * sig))
+    test = iq2 + abar * (1 + ninv) * isw2
+    train = iq2 + abar * icw2
+    return (iq2, isw2, icw2, ninv), test, train
+
+
+# -- 6. deterministic equivalents ------------------------------------------------------------
+def silverstein():
+    """Traces of spectral functions of C weighted by a function A of Sigma.
+
+    C =_d ((N-1)/N) C' with C' = Sigma^{1/2} Z Z^T Sigma^{1/2} / n, n = N - 1 (centring removes
+    one sample exactly for Gaussian data).  For C' the deterministic equivalent of the
+    resolvent (derivations/mp.py) is Qbar(z) = (Sigma/(1 + delta) - z)^{-1}, delta =
+    tr(Sigma Qbar)/n.  With the companion transform mt = -1/(z (1 + delta)):
+      Qbar = -(1/z) (I + mt Sigma)^{-1},   tr(A Qbar)/d = -(1/z) sum_nu w_nu A_nu / (1 + lam_nu mt)
+    and the definition of delta becomes Silverstein's equation
+      z = -1/mt + gamma sum_nu w_nu lam_nu / (1 + lam_nu mt),   gamma = d/n,
+    (w_nu the population weights, summing to 1).  The kernel of C' (n < d) has overlap
+    tr(A P_0)/d = lim_{z->0} -z tr(A Qbar)/d = sum w A / (1 + lam mt0), where mt0 > 0 solves
+    gamma sum w lam mt0/(1 + lam mt0) = 1 (z -> 0 in mt times Silverstein's equation).
+    For f analytic around the non-zero spectrum, with Gamma+ the upper half of a closed
+    contour around it (from its right end, counter-clockwise, to its left end):
+      int f dmu_A = -(1/pi) Im int_{Gamma+} f(z) m_A(z) dz.
+    """
+    mt, lnu, g = sp.symbols("mt lam_nu gamma")
+    A_nu = sp.Symbol("A_nu")
+    zz = sp.Symbol("z")
+    # Qbar from 1 + delta = -1/(z mt): lam/(1 + delta) - z = -z (1 + lam mt)
+    assert _zero((lnu * (-zz * mt) - zz) - (-zz * (1 + lnu * mt)))
+    # definition of delta, one atom of weight 1 (the sum is linear in the atoms):
+    # delta = gamma lam/(lam/(1 + delta) - z)  <=>  Silverstein with 1 + delta = -1/(z mt)
+    delta_def = -1 / (zz * mt) - 1 - g * lnu / (-zz * (1 + lnu * mt))
+    silv = -1 / mt + g * lnu / (1 + lnu * mt) - zz
+    assert _zero(delta_def * (-zz) + silv)
+    # Marchenko-Pastur check: Sigma = I, s = tr(Qbar)/d = -1/(z (1 + mt)) solves
+    # gamma z s^2 + (z - 1 + gamma) s + 1 = 0 whenever mt solves Silverstein's equation
+    s_mp = -1 / (zz * (1 + mt))
+    z_of_mt = -1 / mt + g / (1 + mt)
+    assert _zero((g * zz * s_mp**2 + (zz - 1 + g) * s_mp + 1).subs(zz, z_of_mt))
+    # Newton form: multiply by mt and use sum w = 1,
+    #   G(mt) = (gamma - 1) - z mt - gamma sum_nu w_nu / (1 + lam_nu mt) = 0,
+    # free of the cancellation between -1/mt and the sum near the hard edge (gamma ~ 1)
+    gm1 = sp.Symbol("gamma_m1")  # gamma - 1, passed exactly (it vanishes at N - 1 = d)
+    base = gm1 - zz * mt
+    term = -g / (1 + lnu * mt)
+    assert _zero(silv * mt - (base.subs(gm1, g - 1) + term))  # one atom of weight 1 (linear in atoms)
+    res_term = -A_nu / (zz * (1 + lnu * mt))
+    # kernel equation G(mt0) = gamma sum w lam mt0/(1 + lam mt0) - 1
+    kterm = lnu * mt / (1 + lnu * mt)
+    # the kernel mass of A = 1 is 1 - 1/gamma (= 1 - n/d) at the root of G
+    return mt, lnu, A_nu, zz, g, gm1, base, term, res_term, kterm
+
+
+def build() -> Module:
+    m, w, q, w_stable = denoiser()
+    a, h, log_a, sched = sampler_step(m, w)
+    mean_recursion(a, h, sched)
+    (la, lv, ls2, log_step), (a_, v_, s2_, var_step) = variance_recursion()
+    kl_args, kl_matrix = gaussian_kl()
+    maha_args, maha = mean_mismatch()
+    err_args, test, train = errors()
+    mt, lnu, A_nu, zz, g, gm1, base, term, res_term, kterm = silverstein()
+
+    t, T, bmin, bmax = sp.symbols("t T beta_min beta_max", positive=True)
+    beta_t = bmin + (bmax - bmin) * t / T
+    # complex-z variants for the contour: divisions through recip, and the converged
+    # denoiser (tau = inf) with E = 0 substituted (no exponentials to evaluate)
+    inv = recip(m + lam)
+    a_z = ((abar * c + (1 - beta) * omp + lam + beta * E) * inv / sp.sqrt(1 - beta)).subs(c, z)
+    q_z = ((abar * c + lam + om * E) * inv).subs(c, z)
+    w_z = (sp.sqrt(om) * (-expm1(log_e)) * inv).subs(c, z)
+    assert _zero(a_z.rewrite(sp.Pow) - a.subs(c, z))
+    assert _zero(q_z.rewrite(sp.Pow) - q.subs(c, z))
+    assert _zero((w_z.rewrite(sp.Pow) - w_stable.subs(c, z)))
+    conv = {log_e: -sp.oo}
+    a_zc, q_zc = a_z.subs(conv), q_z.subs(conv)
+    w_zc = (sp.sqrt(om) * inv).subs(c, z)
+    assert _zero(w_zc.rewrite(sp.Pow) - w.subs(conv).subs(c, z))
+    fns = [
+        Function("schedule_beta", (t, T, bmin, bmax), (beta_t,), "beta_t of the linear DDPM schedule."),
+        Function("log_decay", (c, abar, om, lam, tau), (-tau * (m + lam),),
+                 "log E = -tau (m + lam), m = abar c + 1 - abar (gradient-flow factor)."),
+        Function("log_step", (c, abar, om, omp, beta, lam, log_e), (log_a,),
+                 "log a_t(c): one DDPM step on a direction of C, in log space."),
+        Function("step_z", (z, abar, om, omp, beta, lam, log_e), (a_z,),
+                 "a_t(z), the same step at complex z (contour integrals)."),
+        Function("step_z_conv", (z, abar, om, omp, beta, lam), (a_zc,),
+                 "a_t(z) for the converged denoiser (tau = inf)."),
+        Function("denoiser_terms", (c, abar, om, lam, log_e), (q**2, w_stable**2, c * w_stable**2),
+                 "(q^2, W^2, c W^2) on a direction of C; q = 1 - sqrt(1-abar) W."),
+        Function("denoiser_terms_z", (z, abar, om, lam, log_e), (q_z**2, w_z**2, z * w_z**2),
+                 "denoiser_terms at complex z."),
+        Function("denoiser_terms_z_conv", (z, abar, om, lam), (q_zc**2, w_zc**2, z * w_zc**2),
+                 "denoiser_terms at complex z for the converged denoiser (tau = inf)."),
+        Function("log_var_step", (la, lv, ls2), (log_step,), "log v_{t-1} from log v_t."),
+        Function("var_step", (a_, v_, s2_), (var_step,), "v_{t-1} = a^2 v + s^2."),
+        Function("gaussian_kl", kl_args, (kl_matrix,), "KL per dimension from per-dimension traces."),
+        Function("mahalanobis", maha_args, (maha,), "E (mu - m_g)^T P (mu - m_g) / d."),
+        Function("errors", (*err_args, abar), (test, train), "(test_error_t, train_error_t)."),
+        Function("silverstein_base", (mt, zz, gm1), (base, sp.diff(base, mt)),
+                 "((gamma - 1) - z mt, derivative): G(mt) without the population sum."),
+        Function("silverstein_term", (mt, lnu, g), (term, sp.diff(term, mt)),
+                 "(-gamma/(1 + lam mt), derivative): one population atom of G(mt)."),
+        Function("resolvent_term", (mt, lnu, A_nu, zz), (res_term,),
+                 "-A/(z (1 + lam mt)): one atom of tr(A Qbar)/d."),
+        Function("kernel_term", (mt, lnu), (kterm, sp.diff(kterm, mt), 1 / (1 + lnu * mt)),
+                 "(lam mt/(1 + lam mt), derivative, 1/(1 + lam mt)) for the kernel of C."),
+    ]
+    eqs = [
+        ("beta_t", sp.Eq(sp.Symbol("beta_t"), beta_t)),
+        ("W_t(c)", sp.Eq(sp.Symbol("W_t"), w)),
+        ("q_t(c)", sp.Eq(sp.Symbol("q_t"), q)),
+        ("a_t(c)", sp.Eq(sp.Symbol("a_t"), a)),
+        ("h_t(c)", sp.Eq(sp.Symbol("h_t"), h)),
+        ("mean deficit", sp.Eq(1 - sp.Symbol("k_0"), sp.sqrt(sp.Symbol("abar_T")) * sp.Product(
+            sp.Function("a")(t), (t, 1, T)))),
+        ("variance map", sp.Eq(sp.Symbol("v_{t-1}"), var_step)),
+        ("KL per dim", sp.Eq(sp.Symbol("KL"), kl_matrix)),
+        ("mean mismatch", sp.Eq(sp.Symbol("maha"), maha)),
+        ("test_error_t", sp.Eq(sp.Symbol("test"), test)),
+        ("train_error_t", sp.Eq(sp.Symbol("train"), train)),
+        ("Silverstein", sp.Eq(zz, -1 / mt + g * sp.Sum(
+            sp.Symbol("w_nu") * lnu / (1 + lnu * mt), (sp.Symbol("nu"), 1, sp.Symbol("d"))))),
+        ("Newton form", sp.Eq(0, base + sp.Sum(sp.Symbol("w_nu") * term,
+                                                (sp.Symbol("nu"), 1, sp.Symbol("d"))))),
+        ("kernel of C", sp.Eq(1, g * sp.Sum(sp.Symbol("w_nu") * kterm.subs(mt, sp.Symbol("mt0")),
+                                             (sp.Symbol("nu"), 1, sp.Symbol("d"))))),
+        ("overlap transform", sp.Eq(sp.Symbol("m_A"), sp.Sum(
+            sp.Symbol("w_nu") * res_term, (sp.Symbol("nu"), 1, sp.Symbol("d"))))),
+    ]
+    f_, mA = sp.Function("f"), sp.Function("m_A")
+    eqs.append(("bulk part of I_A[f], contour Gamma+", sp.Eq(sp.Symbol("I_A^bulk[f]"),
+                                         -sp.im(sp.Integral(f_(zz) * mA(zz), zz)) / sp.pi)))
+    latex, text = eq_block("Linear diffusion model: per-eigenvalue maps and spectral traces "
+                           "(E = exp(-tau (m + lam)), m = abar c + 1 - abar, om = 1 - abar)", eqs)
+    text += ASSEMBLY
+    latex += "".join(rf"\text{{{_tex_escape(line)}}}" + "\n" for line in ASSEMBLY.strip().splitlines())
+    return Module("ldm", fns, latex, text)
+
+
+def _tex_escape(line: str) -> str:
+    return "".join({"_": r"\_", "{": r"\{", "}": r"\}", "^": r"\^{}", "|": r"$|$"}.get(ch, ch)
+                   for ch in line)
+
+
+ASSEMBLY = """Spectral assembly: I_A[f] = int f dmu_A + f(0) tr(A P_0)/d, A in {1, Sigma^-1, Sigma}
+  KL(gen||data): tr_ratio = I_{Sigma^-1}[v_0], logdet_p = I_1[log v_0], logdet_q = int log lambda dH,
+    maha = mean_norm I_{Sigma^-1}[(1 - k_0)^2] + (1/N) I_1[k_0^2]
+  KL(data||gen): tr_ratio = I_Sigma[1/v_0], logdet_p = int log lambda dH, logdet_q = I_1[log v_0],
+    maha = mean_norm I_1[(1 - k_0)^2/v_0] + (1/N) I_Sigma[k_0^2/v_0]
+  errors: iq2 = I_1[q_t^2], isw2 = I_Sigma[W_t^2], icw2 = I_1[c W_t^2]
+  span_fraction = 1 - v_0(0) tr(P_0)/d / I_1[v_0]
+"""
