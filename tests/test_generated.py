@@ -1,5 +1,4 @@
 """The numeric code is generated from the sympy derivations: it must be up to date."""
-import importlib
 import pathlib
 
 import pytest
