@@ -327,7 +327,8 @@ def _cmd_sweep(a):
 
     fh, fmt = sweep.open_output(a.csv, a.jsonl)
     try:
-        sweep.run(solve, ranges, outputs, fh, fmt, progress=not a.quiet and sys.stderr.isatty())
+        sweep.run(solve, ranges, outputs, fh, fmt, progress=not a.quiet and sys.stderr.isatty(),
+                  integer_columns=[n for n, (_d, kind) in flags.items() if kind in ("int", "m")])
     except KeyboardInterrupt:
         sys.stderr.write("rmtsolve: interrupted; the rows written so far are complete\n")
         return 130

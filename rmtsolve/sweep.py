@@ -28,7 +28,7 @@ def parse_value(name: str, text: str, *, integer: bool = False, allow_inf: bool 
             vals = np.array([float(parts[0])])
         elif len(parts) in (3, 4):
             start, stop, count = float(parts[0]), float(parts[1]), int(parts[2])
-            if count < 1:
+            if count < 1 or not (np.isfinite(start) and np.isfinite(stop)):
                 raise ValueError
             if len(parts) == 4:
                 if parts[3] != "log" or start <= 0 or stop <= 0:
@@ -39,8 +39,8 @@ def parse_value(name: str, text: str, *, integer: bool = False, allow_inf: bool 
         else:
             raise ValueError
     except ValueError:
-        raise ParameterError(name, "a number or a range start:stop:count[:log] (log needs start, stop > 0)",
-                             text) from None
+        raise ParameterError(name, "a number or a range start:stop:count[:log] with finite start, stop "
+                             "(log needs start, stop > 0)", text) from None
     if integer:
         finite = np.isfinite(vals)
         vals = np.where(finite, np.round(vals), vals)
@@ -57,8 +57,9 @@ def product_grid(ranges: dict) -> dict:
 
 
 class _Writer:
-    def __init__(self, fh, fmt: str, columns: list[str]):
+    def __init__(self, fh, fmt: str, columns: list[str], integer_columns=()):
         self.fh, self.fmt, self.columns = fh, fmt, columns
+        self.integer = set(integer_columns)
         if fmt == "csv":
             self.csv = csv.writer(fh)
             self.csv.writerow(columns)
@@ -69,7 +70,7 @@ class _Writer:
 
         n = len(next(iter(cols.values())))
         for i in range(n):
-            row = [cols[c][i] for c in self.columns]
+            row = [_as_int(cols[c][i]) if c in self.integer else cols[c][i] for c in self.columns]
             if self.fmt == "csv":
                 self.csv.writerow([_csv_cell(v) for v in row])
             else:
@@ -77,9 +78,13 @@ class _Writer:
         self.fh.flush()
 
 
+def _as_int(v):
+    return int(v) if np.isfinite(v) else v
+
+
 def _csv_cell(v):
-    if isinstance(v, str):
-        return v
+    if isinstance(v, (str, int)):
+        return str(v)
     f = float(v)
     if math.isinf(f):
         return "inf" if f > 0 else "-inf"
@@ -102,7 +107,7 @@ class _Progress:
 
 
 def run(solve, ranges: dict, outputs: list[str], fh, fmt: str = "csv", progress: bool = False,
-        block: int = BLOCK) -> int:
+        block: int = BLOCK, integer_columns=()) -> int:
     """Solve ``solve(**columns) -> dict of output arrays`` over the grid, streaming rows.
 
     Returns the number of rows written.  KeyboardInterrupt stops after the last complete
@@ -111,7 +116,7 @@ def run(solve, ranges: dict, outputs: list[str], fh, fmt: str = "csv", progress:
     grid = product_grid(ranges)
     names = list(ranges)
     n = len(grid[names[0]]) if names else 0
-    writer = _Writer(fh, fmt, names + outputs)
+    writer = _Writer(fh, fmt, names + outputs, integer_columns)
     bar = _Progress(n, progress)
     done = 0
     try:

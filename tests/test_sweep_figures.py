@@ -21,7 +21,7 @@ def test_range_parsing():
     assert np.allclose(sweep.parse_value("x", "1:3:3"), [1, 2, 3])
     assert np.allclose(sweep.parse_value("x", "0.1:10:3:log"), [0.1, 1, 10])
     assert np.allclose(sweep.parse_value("x", "2.5"), [2.5])
-    for bad in ("1:2", "1:2:0", "a:b:3", "-1:2:3:log", "1:2:3:lin"):
+    for bad in ("1:2", "1:2:0", "a:b:3", "-1:2:3:log", "1:2:3:lin", "1:inf:3"):
         with pytest.raises(ParameterError):
             sweep.parse_value("x", bad)
 
@@ -47,6 +47,9 @@ def test_sweep_jsonl_to_file(tmp_path):
     assert code == 0, err
     rows = [json.loads(line) for line in open(out)]
     assert len(rows) == 3 and rows[0]["m"] == "inf" and rows[0]["test_error"] > 0
+    code, out_csv, err = run("sweep", "rf-dsm", "--psi-p", "1", "--m", "2:4:2", "--quiet")
+    assert code == 0, err
+    assert [r["m"] for r in csv.DictReader(io.StringIO(out_csv))] == ["2", "4"]
 
 
 def test_sweep_bad_range_exits_2():
