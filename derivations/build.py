@@ -5,7 +5,7 @@ import importlib
 import pathlib
 import sys
 
-MODULES = ("mp", "rf_dsm", "ldm")
+MODULES = ("mp", "rf_dsm", "rf_dsm_flow", "ldm")
 OUT = pathlib.Path(__file__).resolve().parent.parent / "rmtsolve" / "_generated"
 
 

@@ -82,7 +82,9 @@ def _rf_flags(p: argparse.ArgumentParser, table_default: bool):
     p.add_argument("--lam", type=_real, default=RF_DEFAULTS["lam"], help="ridge lam >= 0 (default 1e-3)")
     p.add_argument("--activation", default="relu",
                    help="relu, tanh, erf, sigmoid, softplus, gelu, linear, or an expression in x (default relu)")
-    p.add_argument("--tau", type=_real, default=None, help="gradient-flow training time (not yet available)")
+    p.add_argument("--tau", type=_real, default=None,
+                   help="gradient-flow time from B = 0, B(tau) = B_ridge (I - exp(-tau (U + lam))) "
+                        "(SPEC 1.4 time divided by d; default: converged ridge solution)")
 
 
 def _ldm_flags(p: argparse.ArgumentParser):
@@ -188,7 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
 # name: (default, kind) with kind "real", "int" or "m" (integer or inf).
 SWEEP_FLAGS = {
     "rf-dsm": {"psi_n": ("1", "real"), "psi_p": ("0.1:10:50:log", "real"), "m": ("1", "m"),
-               "t": ("0.5", "real"), "lam": ("1e-3", "real")},
+               "t": ("0.5", "real"), "lam": ("1e-3", "real"), "tau": ("inf", "real")},
     "ldm": {"n_over_d": ("0.25:16:20:log", "real"), "lam": ("0", "real"), "tau": ("inf", "real"),
             "mean_norm": ("0", "real"), "T": ("1000", "int"), "beta_min": ("1e-4", "real"),
             "beta_max": ("1e-2", "real"), "d": ("inf", "int")},
@@ -257,8 +259,10 @@ def _cmd_coeffs(a):
 def _cmd_derive(a):
     import importlib
 
-    mod = importlib.import_module("rmtsolve._generated." + a.model.replace("-", "_"))
-    print(mod.LATEX if a.latex else mod.TEXT, end="")
+    names = {"rf-dsm": ("rf_dsm", "rf_dsm_flow"), "ldm": ("ldm",), "mp": ("mp",)}[a.model]
+    for name in names:
+        mod = importlib.import_module("rmtsolve._generated." + name)
+        print(mod.LATEX if a.latex else mod.TEXT, end="")
 
 
 def _ldm_kwargs(a) -> dict:
@@ -288,7 +292,7 @@ def _cmd_simulate(a):
         if a.psi_p is None:
             raise ParameterError("psi_p", "given (> 0) for a simulation", None)
         r = simulate_rf_dsm(psi_n=a.psi_n, psi_p=a.psi_p, m=a.m, t=a.t, lam=a.lam,
-                            activation=a.activation, d=a.d, seeds=a.seeds, seed=a.seed)
+                            activation=a.activation, d=a.d, seeds=a.seeds, seed=a.seed, tau=a.tau)
     else:
         from .ldm_sim import simulate_ldm
 
@@ -309,7 +313,7 @@ def _cmd_sweep(a):
         outputs = ["test_error", "train_error", "score_error", "gap"]
 
         def solve(**cols):
-            return rf_dsm(**cols, activation=a.activation, dps=a.dps).as_dict()
+            return rf_dsm(**cols, activation=a.activation, dps=a.dps).as_dict()  # tau = inf: converged
     else:
         from .ldm import ldm
 

@@ -81,8 +81,10 @@ def rf_dsm(*, psi_n, psi_p, m, t, lam, activation="relu", tau=None, dps=None) ->
     activation : str or callable
         A name (relu, tanh, erf, sigmoid, softplus, gelu, linear), an expression in x,
         or a callable; see :func:`rmtsolve.coeffs.coefficients`.
-    tau : None
-        Gradient-flow training time; only the converged solution (None) is available.
+    tau : float or array, optional
+        Gradient-flow training time from B = 0 (None: converged ridge solution). Time unit:
+        B(tau) = B_ridge (I - exp(-tau (U + lam))), U = Phi^T Phi/(n m), i.e. SPEC 1.4's
+        flow with tau_SPEC = d tau; see :mod:`rmtsolve.rf_dsm_flow`. Double precision only.
     dps : int, optional
         mpmath decimal digits; None solves in double precision.
 
@@ -95,14 +97,22 @@ def rf_dsm(*, psi_n, psi_p, m, t, lam, activation="relu", tau=None, dps=None) ->
 
     dps = check_dps(dps)
     if tau is not None:
-        raise ParameterError("tau", "None (finite training time is not implemented for rf-dsm yet)", tau)
+        tau_arr = np.asarray(tau, dtype=float)
+        if np.any(np.isnan(tau_arr) | (tau_arr <= 0)):
+            raise ParameterError("tau", "> 0 (inf or None: the converged ridge solution)", tau)
+        if np.all(np.isinf(tau_arr)):
+            tau = None
+    if tau is not None:
+        if dps is not None:
+            raise ParameterError("dps", "None when tau is given (the gradient-flow solve is double precision)", dps)
     check_range("psi_n", psi_n, low=0, low_open=True)
     check_range("psi_p", psi_p, low=0, low_open=True)
     check_range("t", t, low=0, low_open=True)
     check_range("lam", lam, low=0)
     iota = _iota(m)
-    psi_n, psi_p, iota, t, lam = np.broadcast_arrays(*(np.asarray(a, dtype=float) for a in
-                                                        (psi_n, psi_p, iota, t, lam)))
+    psi_n, psi_p, iota, t, lam, tau_b = np.broadcast_arrays(*(np.asarray(a, dtype=float) for a in
+                                                               (psi_n, psi_p, iota, t, lam,
+                                                                np.inf if tau is None else tau)))
     shape = psi_n.shape
     # Gaussian-equivalence coefficients depend on t only: compute once per distinct t.
     ts, inv = np.unique(t, return_inverse=True)
@@ -118,6 +128,8 @@ def rf_dsm(*, psi_n, psi_p, m, t, lam, activation="relu", tau=None, dps=None) ->
         return _solve_mp(psi_n, psi_p, iota, t, lam, {float(tt): c for tt, c in zip(ts, co)}, dps, params)
     floor = _lam_floor(1.0 + mu1**2 + mus2 + mue2, None)
     args = (psi_n, psi_p, iota, t, np.maximum(lam, floor), mu1, mus2, mue2)
+    if tau is not None:
+        return _solve_flow(tau_b, args, params)
     if psi_n.size <= _SCALAR_MAX:
         return _solve_scalars(args, params)
     u, res, its = _solve_double(*args)
@@ -249,17 +261,22 @@ def _raise_unconverged(u, ok, args, res, lam_k):
                            f"(residual {float(np.max(res)):.3g} at ridge {float(np.ravel(lam_k)[0]):.3g})")
 
 
-def _derivatives(u, args, f, solve):
+def _loss_derivatives(u, args, f, solve):
+    """L and its total derivatives dL/dlam, dL/dgam at gam = 0 (implicit function theorem)."""
     psi_n, psi_p, iota, t, lam, mu1, mus2, mue2 = args
     T = _terms(u, args, f)
     Lt = _eq.loss_terms(*u, psi_n, psi_p, iota, t, lam, 0, mu1, mus2, mue2, _f=f)
     L, Lu, Lg, Ll, Fg, Fl = Lt[0], Lt[1:4], Lt[4], Lt[5], Lt[6:9], Lt[9:12]
     dug, dul = solve(T[3:], Fg), solve(T[3:], Fl)
-    dLg = Lg - sum(a * b for a, b in zip(Lu, dug))
     dLl = Ll - sum(a * b for a, b in zip(Lu, dul))
-    test = dLg
-    train = L - lam * dLl
-    return test, train
+    dLg = Lg - sum(a * b for a, b in zip(Lu, dug))
+    return L, dLl, dLg
+
+
+def _derivatives(u, args, f, solve):
+    """test_error = dL/dgam and train_error = L - lam dL/dlam."""
+    L, dLl, dLg = _loss_derivatives(u, args, f, solve)
+    return dLg, L - args[4] * dLl
 
 
 def _errors_double(u, args):
@@ -333,6 +350,28 @@ def _continue_point(a, f, tol):
             if step < 1e-4:
                 return u, res, total, False
     return u, res, total, True
+
+
+def _solve_flow(tau, args, params):
+    """Errors after gradient-flow time tau, point by point (rmtsolve.rf_dsm_flow)."""
+    from .rf_dsm_flow import flow_errors
+
+    shape = args[0].shape
+    test, train = np.empty(shape), np.empty(shape)
+    worst = 0.0
+    for idx in np.ndindex(shape):
+        a = tuple(float(x[idx]) for x in args)
+        if tau[idx] * a[4] > 40:  # e^{-tau (s + lam)} < 1e-17 (or tau = inf): the ridge solution
+            r = _solve_scalars(tuple(np.array(x) for x in a), params)
+            test[idx], train[idx], res = float(r.test_error), float(r.train_error), r.residual
+        else:
+            test[idx], train[idx], res = flow_errors(float(tau[idx]), a)
+        worst = max(worst, res)
+    score = test - np.exp(-2 * args[3])
+    nan = np.full(shape, np.nan)  # order parameters live on the Talbot contour, not reported
+    params = dict(params, tau=tau)
+    return RFDSMResult(*(_unwrap(v) for v in (test, train, score, test - train, nan, nan, nan)),
+                       residual=worst, iterations=0, dps=None, params=_squeeze(params))
 
 
 def _solve_scalars(args, params):

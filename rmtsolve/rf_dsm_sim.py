@@ -46,12 +46,15 @@ class RFDSMSimulation:
 
 
 def simulate_rf_dsm(*, psi_n: float, psi_p: float, m, t: float, lam: float, activation="relu",
-                    d: int = 200, seeds: int = 3, seed: int = 0, n_test: int | None = None) -> RFDSMSimulation:
+                    d: int = 200, seeds: int = 3, seed: int = 0, n_test: int | None = None,
+                    tau: float | None = None) -> RFDSMSimulation:
     """Simulate RF-DSM at dimension d with n = round(psi_n d), p = round(psi_p d).
 
     m must be finite: the exactly noise-averaged loss of m = inf has no closed form for a
     nonlinear activation, and an approximate average would not be a simulation of it
     (the theory's m -> inf limit is checked against large finite m instead).
+    tau: gradient-flow time from B = 0, B(tau) = B_ridge (I - exp(-tau (U + lam))) with
+    U = Phi^T Phi/(n m), computed exactly in the eigenbasis of U (None: converged).
     """
     from .activations import resolve_activation
 
@@ -59,6 +62,8 @@ def simulate_rf_dsm(*, psi_n: float, psi_p: float, m, t: float, lam: float, acti
     check_range("psi_p", psi_p, low=0, low_open=True)
     check_range("t", t, low=0, low_open=True)
     check_range("lam", lam, low=0)
+    if tau is not None:
+        check_range("tau", tau, low=0, low_open=True)
     if not (m >= 1 and math.isfinite(m) and m == round(m)):
         raise ParameterError("m", "a finite integer >= 1 for simulations", m)
     if int(d) != d or d < 2:
@@ -72,7 +77,7 @@ def simulate_rf_dsm(*, psi_n: float, psi_p: float, m, t: float, lam: float, acti
     children = np.random.SeedSequence(seed).spawn(seeds)
     vals = {"test_error": [], "train_error": []}
     for ss in children:
-        te, tr = _one_seed(np.random.default_rng(ss), act, d, n, p, mm, t, lam, n_test)
+        te, tr = _one_seed(np.random.default_rng(ss), act, d, n, p, mm, t, lam, n_test, tau)
         vals["test_error"].append(te)
         vals["train_error"].append(tr)
     test = np.array(vals["test_error"])
@@ -83,7 +88,7 @@ def simulate_rf_dsm(*, psi_n: float, psi_p: float, m, t: float, lam: float, acti
     se = {k + "_stderr": (float(v.std(ddof=1) / math.sqrt(len(v))) if len(v) > 1 else math.nan)
           for k, v in series.items()}
     params = dict(psi_n=psi_n, psi_p=psi_p, m=m, t=t, lam=lam, activation=act.name, d=d, n=n, p=p,
-                  seeds=seeds, seed=seed, n_test=n_test)
+                  seeds=seeds, seed=seed, n_test=n_test, tau=tau)
     return RFDSMSimulation(**mean, **se, per_seed={k: v.tolist() for k, v in series.items()}, params=params)
 
 
@@ -91,12 +96,12 @@ def _features(act, W, y, d):
     return act(y @ W.T * (1.0 / math.sqrt(d)))
 
 
-def _one_seed(rng, act, d, n, p, m, t, lam, n_test):
+def _one_seed(rng, act, d, n, p, m, t, lam, n_test, tau=None):
     W = rng.standard_normal((p, d))
     a, sD = math.exp(-t), math.sqrt(1 - math.exp(-2 * t))
     N = n * m
     rows = max(1, _CHUNK_BYTES // (8 * p * m))  # data points per chunk (each with m copies)
-    if lam == 0:
+    if lam == 0 and tau is None:
         if N * p * 8 > 4 * 2**30:
             raise ParameterError("lam", "> 0 for simulations this large (ridgeless needs the full feature matrix)", lam)
         Phi, Z = [], []
@@ -110,14 +115,21 @@ def _one_seed(rng, act, d, n, p, m, t, lam, n_test):
         y = (a * x + sD * z).reshape(k * m, d)
         z = z.reshape(k * m, d)
         F = _features(act, W, y, d)
-        if lam == 0:
+        if lam == 0 and tau is None:
             Phi.append(F)
             Z.append(z)
             continue
         U += F.T @ F
         PZ += F.T @ z
         zz += float(np.sum(z * z))
-    if lam == 0:
+    if tau is not None:
+        # Gradient flow from B = 0: B^T = -f(U/N) Phi^T Z/N, f(s) = (1 - e^{-tau (s + lam)})/(s + lam).
+        ev, V = np.linalg.eigh(U / N)
+        s_l = np.maximum(ev, 0.0) + lam
+        f = np.where(s_l > 0, -np.expm1(-tau * s_l) / np.where(s_l > 0, s_l, 1.0), tau)
+        Bt = -V @ (f[:, None] * (V.T @ (PZ / N)))
+        train = (float(np.sum(Bt * (U @ Bt))) + 2 * float(np.sum(Bt * PZ)) + zz) / (N * d)
+    elif lam == 0:
         # Ridgeless: the minimum-norm least-squares solution.
         F, Zm = np.concatenate(Phi), np.concatenate(Z)
         Bt = -np.linalg.lstsq(F, Zm, rcond=None)[0]

@@ -70,8 +70,8 @@ def feature_spectrum(z, *, psi_n: float, psi_p: float, m, t: float, activation="
     eta_target = np.where(real, 1e-9 * scale, zz.imag)
     pars = (psi_n, psi_p, iota, float(t))
     coef = (mu1, mus2, mue2)
-    s, res = _continue(zz.real.ravel(), eta_target.ravel(), pars, coef, scale)
-    s = s.reshape(zz.shape)
+    u, res = continue_complex(zz.real.ravel(), eta_target.ravel(), pars, coef, scale)
+    s = _stieltjes(u, zz.real.ravel(), eta_target.ravel(), pars, coef).reshape(zz.shape)
     atom = 0.0 if iota == 0 else max(0.0, 1 - psi_n / (iota * psi_p))
     density = np.where(real, s.imag / np.pi, np.nan)
     params = dict(psi_n=psi_n, psi_p=psi_p, m=m, t=t, activation=c.activation)
@@ -88,12 +88,16 @@ def _stieltjes(u, x, eta, pars, coef):
     return _eq.feature_stieltjes(*u, *pars, -(x + 1j * eta), 0.0, *coef, _f=NUMPY)
 
 
-def _continue(x, eta_target, pars, coef, scale):
-    """Adaptive geometric continuation of Im z from 1e3 scale down to the target."""
+def continue_complex(x, eta_target, pars, coef, scale):
+    """Fixed point (k0, k1, G) at lam = -(x + i eta), eta > 0, on the physical branch.
+
+    Adaptive geometric continuation of eta from 1e3 scale down to the target at fixed x;
+    returns the unknowns and the largest residual.
+    """
     n = x.size
     u = [np.ones(n, complex) for _ in range(3)]
-    log_eta = np.full(n, np.log10(1e3 * scale))
     log_target = np.log10(eta_target)
+    log_eta = np.maximum(np.log10(1e3 * scale), log_target + 1)
     step = np.full(n, 0.5)
     res = np.zeros(n)
     while True:
@@ -111,7 +115,7 @@ def _continue(x, eta_target, pars, coef, scale):
             bad = np.flatnonzero(step < 1e-5)[0]
             raise ConvergenceError(f"feature spectrum: continuation stalled at z = {x[bad]:g} + "
                                    f"{10.0 ** log_eta[bad]:.3g}i (residual {res[bad]:.3g})")
-    return _stieltjes(u, x, 10.0 ** log_target, pars, coef), float(res.max(initial=0.0))
+    return u, float(res.max(initial=0.0))
 
 
 def _newton(u, x, eta, pars, coef, tol=1e-12, max_iter=30):

@@ -1,0 +1,159 @@
+"""RF-DSM under gradient flow: the two-point deterministic equivalent (SPEC section 1.4).
+
+Time convention: B(tau) = B_ridge (I - exp(-tau (U + lam))), i.e. the flow of SPEC 1.4 with
+time measured in units of d (dB/dtau = -(d/2) grad L; tau_SPEC = d tau), as for the linear
+diffusion model.  With yhat = Phi^T z/N and R(zeta) = (U + zeta)^{-1}:
+
+    b(tau) = f(U) yhat,  f(s) = (1 - e^{-tau (s + lam)})/(s + lam),
+
+and f(U) yhat is the inverse Laplace transform at time tau of xi -> R(lam + xi) yhat / xi
+(check: int_0^inf e^{-xi tau} f_tau(s) dtau = 1/(xi (xi + s + lam))).  A Talbot contour turns
+it into sum_j W_j R(zeta_j) yhat, so the errors need, at complex ridges zeta:
+
+* one-point terms (the fixed point of derivations/rf_dsm.py at lam = zeta):
+  yhat^T R yhat = 1 - L,  c_t^T R yhat = mu1^2 sqrt(D) H_c psi_p h,
+  yhat^T R^2 yhat = dL/dlam,  yhat^T R Sigma_t R yhat = dL/dgam - 1 + 2 c_t^T R yhat;
+* the two-point term yhat^T R(zeta_1) Sigma_t R(zeta_2) yhat for zeta_1 != zeta_2, derived
+  here: leave-one-out for R_1 M R_2 gives
+      E[R_1 M R_2] = Qbar_1 M Qbar_2 + sum_tau alpha_tau k_tau1 k_tau2 theta_tau Qbar_1 Sigma_tau Qbar_2,
+      theta_tau = tr(Sigma_tau E[R_1 M R_2]) / N   (a 2 x 2 linear system),
+  applied in the augmented space (features, target) whose Schur complements turn
+  (R~_1 A~ R~_2)_{yy} into the target quadratic form; all traces are Marchenko-Pastur
+  integrals of rational functions of the eigenvalue x of Omega, reduced by partial
+  fractions to g_i = int dmu/(a_Oi x + a_Ii) and the moments int x dmu = 1,
+  int x^2 dmu = 1 + psi_p.
+"""
+from __future__ import annotations
+
+import sympy as sp
+
+from derivations import rf_dsm as R
+from derivations._codegen import Function, Module, eq_block
+
+x = sp.Symbol("x")  # eigenvalue of Omega = W W^T/d
+# One-point solutions at two ridges (complex in use): unknowns and ridge of each.
+k0a, k1a, Ga, lama = sp.symbols("k0a k1a Ga lama")
+k0b, k1b, Gb, lamb = sp.symbols("k0b k1b Gb lamb")
+psi_n, psi_p, iota, t, mu1, mus2, mue2 = R.psi_n, R.psi_p, R.iota, R.t, R.mu1, R.mus2, R.mue2
+D = R.D
+
+
+def populations():
+    pops = R.step3_linear_gaussian(R.step2_rotate_groups())
+    mean = {k: sp.expand(v.subs(R.m, 1 / iota)) for k, v in pops["mean"].items()}
+    return {"mean": mean, "orth": pops["orth"]}, pops["test"], {"mean": iota, "orth": 1 - iota}
+
+
+def blocks(k0, k1, G, lam, P, alpha):
+    """a_O, a_I, H_c, g, h of derivations/rf_dsm at ridge lam (gam = 0)."""
+    kk = {"mean": k0, "orth": k1}
+
+    def weighted(key):
+        return sum(sp.expand(alpha[k] * P[k][key]) * kk[k] for k in P)
+
+    aO = mu1**2 * weighted("v")
+    aI = weighted("kappa2") + lam
+    return dict(aO=aO, aI=aI, Hc=weighted("c"), g=G / aI, h=G / (aI + psi_p * aO * G))
+
+
+def mp_integral(num, a1, b1, a2, b2, g1, g2):
+    """int num(x) / ((a1 x + b1)(a2 x + b2)) dMP_{psi_p}(x) for a polynomial num of degree <= 2.
+
+    Partial fractions (checked once on generic symbols, then substituted): with
+    num = n0 + n1 x + n2 x^2, q0 = n2/(a1 a2) and r = num - q0 (a1 x + b1)(a2 x + b2) = r0 + r1 x,
+    num/(A1 A2) = q0 + C1/A1 + C2/A2, C1 = (a1 r0 - b1 r1)/(a1 b2 - a2 b1),
+    C2 = (a2 r0 - b2 r1)/(a2 b1 - a1 b2); int dMP = 1 and int dMP/A_i = g_i.
+    """
+    poly = sp.Poly(sp.expand(num), x)
+    assert poly.degree() <= 2
+    coeffs = {_N[j]: poly.coeff_monomial(x**j) for j in range(3)}
+    subs = {**coeffs, _A1: a1, _B1: b1, _A2: a2, _B2: b2, _G1: g1, _G2: g2}
+    return _GENERIC.xreplace(subs)
+
+
+def _generic_partial_fractions():
+    a1, b1, a2, b2 = _A1, _B1, _A2, _B2
+    num = _N[0] + _N[1] * x + _N[2] * x**2
+    q0 = _N[2] / (a1 * a2)
+    rem = sp.Poly(sp.expand(num - q0 * (a1 * x + b1) * (a2 * x + b2)), x)
+    r0, r1 = rem.coeff_monomial(1), rem.coeff_monomial(x)
+    C1 = (a1 * r0 - b1 * r1) / (a1 * b2 - a2 * b1)
+    C2 = (a2 * r0 - b2 * r1) / (a2 * b1 - a1 * b2)
+    assert sp.simplify(q0 + C1 / (a1 * x + b1) + C2 / (a2 * x + b2) - num / ((a1 * x + b1) * (a2 * x + b2))) == 0
+    return q0 + C1 * _G1 + C2 * _G2
+
+
+_N = sp.symbols("n0 n1 n2")
+_A1, _B1, _A2, _B2, _G1, _G2 = sp.symbols("a1 b1 a2 b2 g1 g2")
+_GENERIC = _generic_partial_fractions()
+
+
+def _solve_fixed_2(b, M):
+    """Solution of J = b + M J (2 x 2), Cramer's rule checked on generic symbols."""
+    bs, Ms = sp.symbols("b0 b1"), sp.Matrix(2, 2, sp.symbols("m00 m01 m10 m11"))
+    det = (1 - Ms[0, 0]) * (1 - Ms[1, 1]) - Ms[0, 1] * Ms[1, 0]
+    Jg = [(bs[0] * (1 - Ms[1, 1]) + Ms[0, 1] * bs[1]) / det, (bs[1] * (1 - Ms[0, 0]) + Ms[1, 0] * bs[0]) / det]
+    for i in range(2):
+        assert sp.simplify(Jg[i] - bs[i] - Ms[i, 0] * Jg[0] - Ms[i, 1] * Jg[1]) == 0
+    subs = {bs[0]: b[0], bs[1]: b[1], Ms[0, 0]: M[0][0], Ms[0, 1]: M[0][1], Ms[1, 0]: M[1][0], Ms[1, 1]: M[1][1]}
+    return [e.xreplace(subs) for e in Jg]
+
+
+def two_point():
+    """yhat^T R(lama) Sigma_t R(lamb) yhat, averaged over the output coordinates."""
+    P, test, alpha = populations()
+    A = blocks(k0a, k1a, Ga, lama, P, alpha)
+    B = blocks(k0b, k1b, Gb, lamb, P, alpha)
+    kA = {"mean": k0a, "orth": k1a}
+    kB = {"mean": k0b, "orth": k1b}
+
+    def integral(num):
+        return mp_integral(num, A["aO"], A["aI"], B["aO"], B["aI"], A["g"], B["g"])
+
+    sigma_t = mu1**2 * test["v"] * x + test["kappa2"]  # test feature covariance, eigenvalue x
+    # iota Sigma_sigma (the row-count factor p/N = psi_p iota/psi_n) and alpha_tau Sigma_tau are
+    # polynomials in iota, so m = infinity (iota = 0) stays regular.
+    iS = {k: mu1**2 * sp.expand(iota * P[k]["v"]) * x + sp.expand(iota * P[k]["kappa2"]) for k in P}
+    aS = {k: mu1**2 * sp.expand(alpha[k] * P[k]["v"]) * x + sp.expand(alpha[k] * P[k]["kappa2"]) for k in P}
+    # J_sigma = iota tr(Sigma_sigma E[R_1 Sigma_t R_2])/p, theta_sigma = (psi_p/psi_n) J_sigma,
+    # solve J = b + M J, a 2 x 2 linear system (Cramer's rule keeps the expression explicit).
+    pops_ = list(P)
+    b = [integral(iS[s] * sigma_t) for s in pops_]
+    M = [[psi_p / psi_n * kA[u] * kB[u] * integral(iS[s] * aS[u]) for u in pops_] for s in pops_]
+    J = dict(zip(pops_, _solve_fixed_2(b, M)))
+    # Schur complements of the augmented deterministic matrices: the (y, y) entries, averaged
+    # over coordinates k (c = mu1 H_c w_k, (1/d) sum_k w_k^T F(Omega) w_k = psi_p int x F dMP).
+    direct = mu1**2 * A["Hc"] * B["Hc"] * psi_p * integral(x * sigma_t)
+    spread = 0
+    for u in P:
+        bracket = (mu1**2 * A["Hc"] * B["Hc"] * psi_p * integral(x * aS[u])
+                   - mu1**2 * psi_p * (A["Hc"] * A["h"] + B["Hc"] * B["h"]) * sp.expand(alpha[u] * P[u]["c"])
+                   + sp.expand(alpha[u] * P[u]["q"]))
+        spread += psi_p / psi_n * kA[u] * kB[u] * J[u] * bracket
+    return direct + spread, (A, B, sigma_t)
+
+
+def build() -> Module:
+    T2, (A, B, sigma_t) = two_point()
+    args2 = (k0a, k1a, Ga, lama, k0b, k1b, Gb, lamb, psi_n, psi_p, iota, t, mu1, mus2, mue2)
+    P, test, alpha = populations()
+    one = blocks(k0a, k1a, Ga, lama, P, alpha)
+    c_ty = mu1**2 * sp.sqrt(D) * one["Hc"] * psi_p * one["h"]  # c_t^T R yhat (test cross term)
+    args1 = (k0a, k1a, Ga, lama, psi_n, psi_p, iota, t, mu1, mus2, mue2)
+    functions = [
+        Function("two_point", args2, (T2,),
+                 "yhat^T R(lama) Sigma_t R(lamb) yhat (per coordinate), lama != lamb."),
+        Function("test_cross", args1, (c_ty,), "c_t^T R(lama) yhat (per coordinate)."),
+    ]
+    Tsym, Jm, Jo = sp.symbols("T_12 J_mean J_orth")
+    eqs = [
+        ("gradient flow", sp.Eq(sp.Symbol("b(tau)"), sp.Symbol("L^{-1}[R(lam + xi) yhat / xi](tau)"))),
+        ("test_error(tau)", sp.Eq(sp.Symbol("test"), sp.Symbol("1 - 2 c_t^T b + b^T Sigma_t b"))),
+        ("train_error(tau)", sp.Eq(sp.Symbol("train"), sp.Symbol("1 - 2 yhat^T b + b^T U b"))),
+        ("two-point system", sp.Eq(Jm, sp.Symbol("I(iS_mean Sigma_t) + sum_u (psi_p/psi_n) k_u1 k_u2 J_u I(iS_mean aS_u)"))),
+        ("", sp.Eq(Jo, sp.Symbol("I(iS_orth Sigma_t) + sum_u (psi_p/psi_n) k_u1 k_u2 J_u I(iS_orth aS_u)"))),
+        ("I(P)", sp.Eq(sp.Symbol("I(P)"), sp.Symbol("int P(x)/((a_O1 x + a_I1)(a_O2 x + a_I2)) dMP_{psi_p}(x)"))),
+        ("Sigma_t(x)", sp.Eq(sp.Symbol("Sigma_t"), sigma_t)),
+    ]
+    latex, text = eq_block("RF-DSM gradient flow: Talbot inverse Laplace + two-point deterministic equivalent", eqs)
+    return Module("rf_dsm_flow", functions, latex, text)

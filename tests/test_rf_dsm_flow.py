@@ -1,0 +1,72 @@
+"""RF-DSM after a finite gradient-flow time tau (Talbot contour + two-point equivalent)."""
+import math
+
+import numpy as np
+import pytest
+
+from rmtsolve import ParameterError, rf_dsm, simulate_rf_dsm
+from rmtsolve.rf_dsm_flow import talbot
+
+KW = dict(psi_n=1.0, psi_p=2.0, m=3, t=0.5, lam=1e-2, activation="relu")
+
+
+@pytest.mark.parametrize("tau", [0.01, 1.0, 100.0, 1e4])
+@pytest.mark.parametrize("s_lam", [0.0, 1e-3, 0.5, 40.0])
+def test_talbot_reproduces_the_flow_filter(tau, s_lam):
+    xi, w = talbot(tau)
+    got = np.sum(w / xi / (s_lam + xi))
+    expected = -math.expm1(-tau * s_lam) / s_lam if s_lam > 0 else tau
+    assert got.real == pytest.approx(expected, rel=1e-9, abs=1e-12)
+    assert abs(got.imag) < 1e-9 * max(1, expected)
+
+
+@pytest.mark.parametrize("kw", [KW, dict(KW, m=math.inf, activation="tanh"), dict(KW, m=1, psi_p=0.5, lam=1e-3)])
+def test_long_training_reaches_the_ridge_solution(kw):
+    ridge = rf_dsm(**kw)
+    flow = rf_dsm(**kw, tau=2000.0 / kw["lam"] / 100)  # tau lam = 20: e^{-20} below 1e-8
+    assert float(flow.test_error) == pytest.approx(float(ridge.test_error), rel=1e-6)
+    assert float(flow.train_error) == pytest.approx(float(ridge.train_error), rel=1e-6)
+
+
+def test_ridgeless_flow_converges_to_the_min_norm_solution():
+    kw = dict(psi_n=1.0, psi_p=0.5, m=2, t=0.5, lam=0.0)  # p < n m: finite ridgeless limit
+    ridge = float(rf_dsm(**kw).test_error)
+    errs = [abs(float(rf_dsm(**kw, tau=tau).test_error) - ridge) for tau in (10.0, 100.0, 1000.0)]
+    assert errs[0] > errs[1] > errs[2] and errs[2] < 1e-3
+
+
+def test_short_training_learns_nothing():
+    r = rf_dsm(**KW, tau=1e-4)
+    assert float(r.test_error) == pytest.approx(1.0, abs=1e-3)
+    assert float(r.train_error) == pytest.approx(1.0, abs=1e-3)
+
+
+def test_tau_broadcasts_and_inf_means_converged():
+    taus = np.array([0.5, 5.0, np.inf])
+    r = rf_dsm(**KW, tau=taus)
+    assert r.test_error.shape == (3,)
+    assert r.test_error[2] == pytest.approx(float(rf_dsm(**KW).test_error), rel=1e-12)
+    assert r.test_error[1] == pytest.approx(float(rf_dsm(**KW, tau=5.0).test_error), rel=1e-12)
+
+
+@pytest.mark.parametrize("kw,tau", [(KW, 0.5), (KW, 5.0), (dict(psi_n=0.5, psi_p=1.0, m=1, t=0.5, lam=0.0,
+                                                              activation="tanh"), 5.0)])
+def test_flow_matches_real_features_at_d200(kw, tau):
+    sim = simulate_rf_dsm(**kw, tau=tau, d=200, seeds=4, seed=5)
+    th = rf_dsm(**kw, tau=tau)
+    for q in ("test_error", "train_error"):
+        theory, s, se = float(getattr(th, q)), getattr(sim, q), getattr(sim, q + "_stderr")
+        assert abs(s - theory) <= max(0.05 * abs(theory), 3 * se), (q, theory, s, se)
+
+
+@pytest.mark.parametrize("tau", [0.0, -1.0, math.nan])
+def test_bad_tau(tau):
+    with pytest.raises(ParameterError) as e:
+        rf_dsm(**KW, tau=tau)
+    assert e.value.name == "tau"
+
+
+def test_tau_with_dps_is_refused():
+    with pytest.raises(ParameterError) as e:
+        rf_dsm(**KW, tau=1.0, dps=30)
+    assert e.value.name == "dps"
