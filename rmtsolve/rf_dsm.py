@@ -205,8 +205,7 @@ def _solve_double(psi_n, psi_p, iota, t, lam, mu1, mus2, mue2):
         step[idx] = np.where(ok, np.minimum(step[idx] * 2, 2.0), step[idx] / 4)
         if np.any(step < 1e-4):
             bad = (step < 1e-4).reshape(psi_n.shape)
-            _raise_unconverged([x.reshape(psi_n.shape) for x in u], ~bad, args_base, res.reshape(psi_n.shape),
-                               10.0 ** log_lam.reshape(psi_n.shape))
+            _raise_unconverged(~bad, args_base, res.reshape(psi_n.shape), 10.0 ** log_lam.reshape(psi_n.shape))
     shape = psi_n.shape
     return [x.reshape(shape) for x in u], float(np.max(res)) if res.size else 0.0, total
 
@@ -250,15 +249,13 @@ def _newton(u, args, max_iter):
     return u, fnorm, its, fnorm <= 1e2 * _TOL
 
 
-def _raise_unconverged(u, ok, args, res, lam_k):
-    idx = np.argwhere(~ok)[0]
-    psi_n, psi_p, iota, t, lam = (float(a[tuple(idx)]) for a in args[:5])
+def _raise_unconverged(ok, args, res, lam_k):
+    idx = tuple(np.argwhere(~np.asarray(ok))[0])
+    psi_n, psi_p, iota, t, lam = (float(np.asarray(a)[idx]) for a in args[:5])
     m = math.inf if iota == 0 else 1 / iota
-    where = f"psi_n={psi_n:g}, psi_p={psi_p:g}, m={m:g}, t={t:g}, lam={lam:g}"
-    if lam == 0:
-        raise ParameterError("lam", f"> 0 at {where}: the ridgeless limit is not reached there", 0.0)
-    raise ConvergenceError(f"rf-dsm Newton solve did not converge at {where} "
-                           f"(residual {float(np.max(res)):.3g} at ridge {float(np.ravel(lam_k)[0]):.3g})")
+    raise ConvergenceError(f"rf-dsm Newton solve did not converge at psi_n={psi_n:g}, psi_p={psi_p:g}, "
+                           f"m={m:g}, t={t:g}, lam={lam:g} (residual {float(np.max(res)):.3g} at ridge "
+                           f"{float(np.ravel(lam_k)[0]):.3g})")
 
 
 def _loss_derivatives(u, args, f, solve):
@@ -385,8 +382,7 @@ def _solve_scalars(args, params):
         u, res, its, ok = _continue_point(a, MATH, _TOL)
         total += its
         if not ok:
-            _raise_unconverged([np.float64(x) for x in u], np.array(False), tuple(np.array(x[idx]) for x in args),
-                               res, a[4])
+            _raise_unconverged(np.array(False), tuple(np.array(x[idx]) for x in args), res, a[4])
         worst = max(worst, res)
         test, train = _derivatives(u, a, MATH, _solve3)
         if not (math.isfinite(test) and math.isfinite(train)):
