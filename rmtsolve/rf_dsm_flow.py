@@ -21,10 +21,11 @@ from .errors import ConvergenceError
 from .rf_dsm import MATH, _continue_point, _loss_derivatives, _solve3
 from .rf_dsm_spectrum import continue_complex
 
-_M = 20  # Talbot parameter: 2M - 1 nodes; truncation ~1e-12, roundoff ~1e-16 e^{2M/5}
+_ORDERS = (12, 16)  # Talbot parameters M (2M - 1 nodes): ~0.6 M digits, rounding ~ e^{2M/5}
+_AGREE = 1e-6  # the two orders must agree to this (relative)
 
 
-def talbot(tau: float, M: int = _M):
+def talbot(tau: float, M: int = _ORDERS[-1]):
     """Nodes xi_k and weights W_k with sum_k W_k F(xi_k) ~ (1/2 pi i) int e^{tau xi} F(xi) dxi."""
     k = np.arange(-(M - 1), M)
     theta = k * np.pi / M
@@ -37,12 +38,27 @@ def talbot(tau: float, M: int = _M):
 
 
 def flow_errors(tau: float, args: tuple) -> tuple[float, float, float]:
-    """(test_error, train_error, residual) at one point; args as in rf_dsm's solver."""
+    """(test_error, train_error, residual) at one point; args as in rf_dsm's solver.
+
+    Evaluated at two Talbot orders; disagreement (rounding amplified by e^{2M/5} and, for
+    lam = 0 with p > n m at large tau, by cancellations of the kernel of U in the
+    deterministic equivalents) raises ConvergenceError instead of returning a number.
+    """
+    (te1, tr1, r1), (te2, tr2, r2) = (_flow_errors(tau, args, M) for M in _ORDERS)
+    floor = float(np.exp(-2 * args[3]))
+    if (abs(te1 - te2) > _AGREE * max(1.0, abs(te2)) or abs(tr1 - tr2) > _AGREE * max(1.0, abs(tr2))
+            or te2 < floor * (1 - 1e-9) or tr2 < -1e-9):
+        raise ConvergenceError(
+            f"rf-dsm flow at tau={tau:g}, lam={args[4]:.3g}: the Talbot evaluation is not accurate here "
+            f"(orders {_ORDERS} give test {te1:.6g} vs {te2:.6g}); use a smaller tau or a ridge lam > 0")
+    return te2, tr2, max(r1, r2)
+
+
+def _flow_errors(tau: float, args: tuple, M: int) -> tuple[float, float, float]:
     psi_n, psi_p, iota, t, lam, mu1, mus2, mue2 = args
-    xi, w = talbot(tau)
+    xi, w = talbot(tau, M)
     W = w / xi  # F(xi) = R(lam + xi) yhat / xi
     zeta = lam + xi
-    M = _M
     # Fixed points at the complex ridges: zeta_{-k} = conj(zeta_k); solve at lam = -(x + i eta)
     # with eta > 0 (Im zeta < 0) and conjugate for the other half; the k = 0 ridge is real.
     neg = zeta[: M - 1]

@@ -70,3 +70,18 @@ def test_tau_with_dps_is_refused():
     with pytest.raises(ParameterError) as e:
         rf_dsm(**KW, tau=1.0, dps=30)
     assert e.value.name == "dps"
+
+
+@pytest.mark.parametrize("tau", [50.0, 1e3, 1e4, 1e6])
+def test_ridgeless_long_flow_is_the_limit_or_an_error(tau):
+    # lam = 0 with p > n m: the kernel of U makes large-tau evaluations delicate; the result
+    # must be the converged min-norm value (to 1e-6) or a ConvergenceError, never garbage.
+    from rmtsolve import ConvergenceError
+
+    kw = dict(psi_n=0.5, psi_p=4.0, m=1, t=0.5, lam=0.0)
+    limit = float(rf_dsm(**kw).test_error)
+    try:
+        got = float(rf_dsm(**kw, tau=tau).test_error)
+    except ConvergenceError:
+        return
+    assert got == pytest.approx(limit, rel=1e-6)
