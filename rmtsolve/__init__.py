@@ -5,6 +5,7 @@ Public entry points (imported lazily so that ``import rmtsolve`` stays fast):
 - :func:`rf_dsm` -- random-features denoising score matching (SPEC section 1);
 - :func:`ldm` -- linear diffusion models (SPEC section 2);
 - :func:`feature_spectrum` -- spectral law of the RF-DSM feature matrix U;
+- :func:`score_error_integral` -- diffusion-time integral of the score error (KL bound);
 - :func:`coefficients` -- Gaussian-equivalence coefficients of an activation;
 - :class:`MarchenkoPastur`, :class:`GeneralizedMarchenkoPastur` -- spectral laws;
 - :class:`ParameterError`, :class:`ConvergenceError`.
@@ -25,6 +26,7 @@ __version__ = "0.1.0"
 _LAZY = {
     "simulate_rf_dsm": "rmtsolve.rf_dsm_sim",
     "feature_spectrum": "rmtsolve.rf_dsm_spectrum",
+    "score_error_integral": "rmtsolve.rf_dsm_integral",
     "simulate_ldm": "rmtsolve.ldm_sim",
     "coefficients": "rmtsolve.coeffs",
     "resolve_activation": "rmtsolve.activations",
