@@ -13,16 +13,18 @@ the errors then combine one-point terms and the derived two-point term
 """
 from __future__ import annotations
 
+import mpmath
 import numpy as np
 
-from ._backend import NUMPY
+from ._backend import NUMPY, mp_namespace
 from ._generated import rf_dsm_flow as _eq
 from .errors import ConvergenceError
-from .rf_dsm import MATH, _continue_point, _loss_derivatives, _solve3
-from .rf_dsm_spectrum import continue_complex
+from .rf_dsm import MATH, _continue_point, _loss_derivatives, _solve3, _terms
+from .rf_dsm_spectrum import _newton
 
 _ORDERS = (12, 16)  # Talbot parameters M (2M - 1 nodes): ~0.6 M digits, rounding ~ e^{2M/5}
 _AGREE = 1e-6  # the two orders must agree to this (relative)
+_MP_DPS = 40  # fallback precision where double precision loses the cancellations
 
 
 def talbot(tau: float, M: int = _ORDERS[-1]):
@@ -37,54 +39,146 @@ def talbot(tau: float, M: int = _ORDERS[-1]):
     return xi, np.exp(tau * xi) * dxi * (np.pi / M) / (2j * np.pi)
 
 
+def talbot_mp(tau, M: int):
+    """:func:`talbot` in mpmath (object arrays) at the current working precision."""
+    nodes, weights = [], []
+    r = mpmath.mpf(2 * M) / (5 * tau)
+    for k in range(-(M - 1), M):
+        th = mpmath.mpf(k) * mpmath.pi / M
+        if k == 0:
+            xi, dxi = r, mpmath.mpc(0, r)
+        else:
+            cot = mpmath.cot(th)
+            xi = r * th * mpmath.mpc(cot, 1)
+            dxi = r * mpmath.mpc(cot - th / mpmath.sin(th) ** 2, 1)
+        nodes.append(xi)
+        weights.append(mpmath.exp(tau * xi) * dxi / (2 * mpmath.mpc(0, 1) * M))
+    return np.array(nodes, dtype=object), np.array(weights, dtype=object)
+
+
 def flow_errors(tau: float, args: tuple) -> tuple[float, float, float]:
     """(test_error, train_error, residual) at one point; args as in rf_dsm's solver.
 
-    Evaluated at two Talbot orders; disagreement (rounding amplified by e^{2M/5} and, for
-    lam = 0 with p > n m at large tau, by cancellations of the kernel of U in the
-    deterministic equivalents) raises ConvergenceError instead of returning a number.
+    Evaluated at two Talbot orders in double precision.  Disagreement (rounding amplified by
+    e^{2M/5} and, for p > n m at small |lam + xi|, by cancelling kernel-of-U terms in the
+    deterministic equivalents) switches to mpmath at ``_MP_DPS`` digits; if the orders still
+    disagree, ConvergenceError is raised instead of returning a number.
     """
-    (te1, tr1, r1), (te2, tr2, r2) = (_flow_errors(tau, args, M) for M in _ORDERS)
+    results = [_flow_errors(tau, args, M) for M in _ORDERS]
+    if not _consistent(results, args):
+        results = [_flow_errors_mp(tau, args, M) for M in _ORDERS]
+        if not _consistent(results, args):
+            (te1, _, _), (te2, _, _) = results
+            raise ConvergenceError(
+                f"rf-dsm flow at tau={tau:g}, lam={args[4]:.3g}: the Talbot evaluation is not accurate "
+                f"here (orders {_ORDERS} give test {te1:.6g} vs {te2:.6g}); use a smaller tau or a larger lam")
+    (_, _, r1), (te, tr, r2) = results
+    return te, tr, max(r1, r2)
+
+
+def _consistent(results, args) -> bool:
+    (te1, tr1, _), (te2, tr2, _) = results
     floor = float(np.exp(-2 * args[3]))
-    if (abs(te1 - te2) > _AGREE * max(1.0, abs(te2)) or abs(tr1 - tr2) > _AGREE * max(1.0, abs(tr2))
-            or te2 < floor * (1 - 1e-9) or tr2 < -1e-9):
-        raise ConvergenceError(
-            f"rf-dsm flow at tau={tau:g}, lam={args[4]:.3g}: the Talbot evaluation is not accurate here "
-            f"(orders {_ORDERS} give test {te1:.6g} vs {te2:.6g}); use a smaller tau or a ridge lam > 0")
-    return te2, tr2, max(r1, r2)
+    return bool(np.isfinite(te2) and np.isfinite(tr2) and abs(te1 - te2) <= _AGREE * max(1.0, abs(te2))
+                and abs(tr1 - tr2) <= _AGREE * max(1.0, abs(tr2)) and te2 >= floor * (1 - 1e-9) and tr2 >= -1e-9)
 
 
-def _flow_errors(tau: float, args: tuple, M: int) -> tuple[float, float, float]:
+def _node_solutions(zeta, args, M):
+    """Fixed points at the complex ridges zeta_k (double precision), on the physical branch.
+
+    The real node (k = 0) comes from the real-ridge continuation; from there the solution is
+    continued node by node along the contour (substeps where Newton fails), so every node
+    stays on the branch connected to the real axis (a check of Im g alone admits spurious
+    roots).  zeta_{-k} = conj(zeta_k) gives the other half by conjugation.
+    """
     psi_n, psi_p, iota, t, lam, mu1, mus2, mue2 = args
-    xi, w = talbot(tau, M)
-    W = w / xi  # F(xi) = R(lam + xi) yhat / xi
-    zeta = lam + xi
-    # Fixed points at the complex ridges: zeta_{-k} = conj(zeta_k); solve at lam = -(x + i eta)
-    # with eta > 0 (Im zeta < 0) and conjugate for the other half; the k = 0 ridge is real.
-    neg = zeta[: M - 1]
     pars, coef = (psi_n, psi_p, iota, t), (mu1, mus2, mue2)
-    scale = (1 + mu1**2 + mus2 + mue2) * (1 + psi_p) * (1 + psi_p / psi_n)
-    u_neg, res = continue_complex(-neg.real, -neg.imag, pars, coef, scale)
     u0, res0, _, ok = _continue_point(args[:4] + (float(zeta[M - 1].real),) + args[5:], MATH, 1e-13)
     if not ok:
         raise ConvergenceError(f"rf-dsm flow: real Talbot node did not converge (residual {res0:.3g})")
-    u = [np.concatenate([un, [complex(v)], np.conj(un[::-1])]) for un, v in zip(u_neg, u0)]
+    cur, cur_z = [np.array([complex(v)]) for v in u0], complex(zeta[M - 1])
+    lower = [None] * (M - 1)
+    worst = res0
+    for j in range(M - 2, -1, -1):  # Im zeta_j < 0, moving away from the real axis
+        target, n_sub = complex(zeta[j]), 1
+        while True:
+            u, z, ok = cur, cur_z, True
+            for i in range(1, n_sub + 1):
+                zi = cur_z + (target - cur_z) * i / n_sub
+                u, r, good = _newton(u, np.array([-zi.real]), np.array([-zi.imag]), pars, coef)
+                if not good.all():
+                    ok = False
+                    break
+                worst = max(worst, float(r.max()))
+            if ok:
+                break
+            n_sub *= 2
+            if n_sub > 256:
+                raise ConvergenceError(f"rf-dsm flow: continuation along the Talbot contour failed at zeta={target:.3g}")
+        cur, cur_z = u, target
+        lower[j] = [v[0] for v in u]
+    u = [np.array([lower[j][i] for j in range(M - 1)] + [complex(u0[i])] +
+                  [np.conj(lower[j][i]) for j in range(M - 2, -1, -1)]) for i in range(3)]
+    return u, worst
+
+
+def _flow_errors(tau: float, args: tuple, M: int) -> tuple[float, float, float]:
+    xi, w = talbot(tau, M)
+    zeta = args[4] + xi
+    u, res = _node_solutions(zeta, args, M)
+    with np.errstate(all="ignore"):
+        test, train = _assemble(u, zeta, w / xi, args, NUMPY)
+    return float(test.real), float(train.real), res
+
+
+def _flow_errors_mp(tau: float, args: tuple, M: int) -> tuple[float, float, float]:
+    u_d, _ = _node_solutions(args[4] + talbot(tau, M)[0], args, M)
+    with mpmath.workdps(_MP_DPS):
+        f = mp_namespace(_MP_DPS)
+        a = tuple(mpmath.mpf(repr(float(v))) for v in args[:4]) + (mpmath.mpf(args[4]),) + tuple(
+            mpmath.mpf(v) for v in args[5:])
+        xi, w = talbot_mp(mpmath.mpf(repr(tau)), M)
+        zeta = a[4] + xi
+        tol = mpmath.mpf(10) ** (5 - _MP_DPS)
+        u = [np.empty(zeta.size, dtype=object) for _ in range(3)]
+        worst = mpmath.mpf(0)
+        for j in range(zeta.size):  # Newton refinement of each node from its double solution
+            x = [mpmath.mpc(v[j]) for v in u_d]
+            aj = a[:4] + (zeta[j],) + a[5:]
+            for _ in range(60):
+                T = _terms(x, aj, f)
+                fn = max(abs(v) for v in T[:3])
+                if fn <= tol:
+                    break
+                x = [v - dv for v, dv in zip(x, _solve3(T[3:], T[:3]))]
+            else:
+                raise ConvergenceError(f"rf-dsm flow: mpmath refinement of a Talbot node failed ({fn:.3g})")
+            worst = max(worst, fn)
+            for v, xv in zip(u, x):
+                v[j] = xv
+        test, train = _assemble(u, zeta, w / xi, a, f)
+        return float(test.real), float(train.real), float(worst)
+
+
+def _assemble(u, zeta, W, args, f):
+    """Test and train errors from the node solutions (numpy arrays or object arrays of mpc)."""
+    psi_n, psi_p, iota, t, lam, mu1, mus2, mue2 = args
+    pars, coef = (psi_n, psi_p, iota, t), (mu1, mus2, mue2)
     a = (psi_n, psi_p, iota, t, zeta, mu1, mus2, mue2)
-    L, dLl, dLg = _loss_derivatives(u, a, NUMPY, _solve3)
+    L, dLl, dLg = _loss_derivatives(u, a, f, _solve3)
     y = 1 - L  # yhat^T R yhat
-    c = _eq.test_cross(*u, zeta, *pars, *coef, _f=NUMPY)  # c_t^T R yhat
+    c = _eq.test_cross(*u, zeta, *pars, *coef, _f=f)  # c_t^T R yhat
     # Two-point terms for all pairs; the diagonal from the one-point derivatives.
-    ua = [v[:, None] for v in u]
-    ub = [v[None, :] for v in u]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        T = _eq.two_point(*ua, zeta[:, None], *ub, zeta[None, :], *pars, *coef, _f=NUMPY)
-        Y = (zeta[None, :] * y[None, :] - zeta[:, None] * y[:, None]) / (zeta[None, :] - zeta[:, None])
-    diag = np.arange(zeta.size)
+    n = zeta.size
+    off = ~np.eye(n, dtype=bool)
+    ia, ib = np.nonzero(off)
+    T = np.empty((n, n), dtype=zeta.dtype)
+    Y = np.empty((n, n), dtype=zeta.dtype)
+    T[ia, ib] = _eq.two_point(*(v[ia] for v in u), zeta[ia], *(v[ib] for v in u), zeta[ib], *pars, *coef, _f=f)
+    Y[ia, ib] = (zeta[ib] * y[ib] - zeta[ia] * y[ia]) / (zeta[ib] - zeta[ia])
+    diag = np.arange(n)
     T[diag, diag] = dLg - 1 + 2 * c  # yhat^T R Sigma_t R yhat at equal ridges
     Y[diag, diag] = y - zeta * dLl  # yhat^T R U R yhat = y - zeta yhat^T R^2 yhat
     test = 1 - 2 * np.sum(W * c) + W @ T @ W
     train = 1 - 2 * np.sum(W * y) + W @ Y @ W
-    for name, v in (("test", test), ("train", train)):
-        if not np.isfinite(v) or abs(v.imag) > 1e-6 * max(1.0, abs(v.real)):
-            raise ConvergenceError(f"rf-dsm flow: {name} error not real/finite ({v:.3g}); tau too small or large?")
-    return float(test.real), float(train.real), max(res, res0)
+    return test, train

@@ -85,3 +85,24 @@ def test_ridgeless_long_flow_is_the_limit_or_an_error(tau):
     except ConvergenceError:
         return
     assert got == pytest.approx(limit, rel=1e-6)
+
+
+def test_high_precision_fallback_agrees(monkeypatch):
+    # Force the mpmath path (the double-precision orders are declared inconsistent) and check
+    # that it reproduces the double-precision values.
+    import rmtsolve.rf_dsm_flow as flow
+
+    expected = rf_dsm(**KW, tau=3.0)
+    calls = []
+    real = flow._flow_errors_mp
+
+    def spy(*a):
+        calls.append(a)
+        return real(*a)
+
+    monkeypatch.setattr(flow, "_consistent", lambda results, args: bool(calls))
+    monkeypatch.setattr(flow, "_flow_errors_mp", spy)
+    got = rf_dsm(**KW, tau=3.0)
+    assert len(calls) == 2
+    assert float(got.test_error) == pytest.approx(float(expected.test_error), rel=1e-7)
+    assert float(got.train_error) == pytest.approx(float(expected.train_error), rel=1e-7)
