@@ -46,6 +46,22 @@ def rf_findings() -> dict:
     return out
 
 
+def rf_flow_findings() -> dict:
+    """Early stopping (Bonnaire et al.): a generalisation time, then memorisation at a time
+    that grows with n.  p = 4 d, m = 1, lam = 1e-3, relu, t = 0.5."""
+    taus = np.geomspace(0.05, 3e3, 90)
+    out = {}
+    for psi_n in (0.5, 1.0, 2.0):
+        r = rf_dsm(psi_n=psi_n, psi_p=4.0, m=1, t=T, lam=LAM, tau=taus)
+        conv = float(rf_dsm(psi_n=psi_n, psi_p=4.0, m=1, t=T, lam=LAM).test_error)
+        i = int(np.argmin(r.test_error))
+        half = r.test_error[i] + 0.5 * (conv - r.test_error[i])
+        j = i + int(np.argmax(r.test_error[i:] > half))
+        out[str(psi_n)] = dict(tau_gen=float(taus[i]), test_min=float(r.test_error[i]), test_converged=conv,
+                               tau_mem_half=float(taus[j]))
+    return out
+
+
 LDM_D = 1000  # power laws with K >= 1 have no d -> inf limit: compare all spectra at this d
 
 
@@ -72,7 +88,8 @@ def ldm_findings() -> dict:
 
 def main():
     rf = rf_findings()
-    res = {"rf_dsm": rf, "settings": dict(psi_n=1.0, t=T, lam=LAM, activation="relu")}
+    res = {"rf_dsm": rf, "settings": dict(psi_n=1.0, t=T, lam=LAM, activation="relu"),
+           "rf_dsm_flow": rf_flow_findings()}
     try:
         res["ldm"] = ldm_findings()
     except Exception as e:  # keep the RF-DSM findings if the LDM solver is unavailable
@@ -89,6 +106,12 @@ def main():
                      f"{v['train_error_at_psi_p_0_5']:.4f} / {v['gap_at_psi_p_0_5']:.4f} | "
                      f"{v['test_error_at_psi_p_1_5']:.4f} / {v['train_error_at_psi_p_1_5']:.4f} / "
                      f"{v['gap_at_psi_p_1_5']:.4f} |")
+    lines += ["", f"RF-DSM gradient flow (p = 4d, m = 1, lam = {LAM}, relu, t = {T}): time of the best "
+                  "test error, and the time at which the test error has risen half-way to its converged value:", "",
+              "| psi_n | tau_gen | test at tau_gen | converged test | tau_mem (half-way) |", "|---|---|---|---|---|"]
+    for pn, v in res["rf_dsm_flow"].items():
+        lines.append(f"| {pn} | {v['tau_gen']:.3g} | {v['test_min']:.4f} | {v['test_converged']:.4f} | "
+                     f"{v['tau_mem_half']:.3g} |")
     if "ldm" in res:
         lines += ["", f"LDM: excess KL per dimension against d/N, fitted on N/d in {{16, 32, 64, 128}} "
                       f"(finite-d deterministic equivalent, d = {LDM_D}):", "",
