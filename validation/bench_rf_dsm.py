@@ -32,6 +32,12 @@ def main():
     # m = 1 crosses the sharp interpolation peak at p = n: the slowest continuation.
     out["grid_100x100_m1_s"] = best(lambda: rf_dsm(psi_n=PN, psi_p=PP, m=1, t=0.5, lam=1e-3), 1)
     out["grid_100x100_ridgeless_m_inf_s"] = best(lambda: rf_dsm(psi_n=PN, psi_p=PP, m=np.inf, t=0.5, lam=0.0), 1)
+    out["one_point_tau_s"] = best(lambda: rf_dsm(**kw, tau=5.0), 5)
+    from rmtsolve import feature_spectrum, score_error_integral
+    out["feature_spectrum_1000_real_points_s"] = best(
+        lambda: feature_spectrum(np.linspace(1e-3, 5, 1000), psi_n=1.0, psi_p=2.0, m=4, t=0.5), 3)
+    out["score_error_integral_s"] = best(
+        lambda: score_error_integral(psi_n=1.0, psi_p=2.0, m=4, lam=1e-3, t0=0.01, T=5.0), 3)
     out["one_point_dps30_s"] = best(lambda: rf_dsm(**kw, dps=30), 3)
     out["one_point_dps50_s"] = best(lambda: rf_dsm(**kw, dps=50), 3)
     out["one_point_dps30_tanh_s"] = best(lambda: rf_dsm(**(kw | {"activation": "tanh", "t": 0.7}), dps=30), 1)
