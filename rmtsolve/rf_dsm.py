@@ -18,6 +18,7 @@ import mpmath
 import numpy as np
 
 from ._backend import MATH, NUMPY, check_dps, mp_namespace
+from ._continuation import descend
 from ._generated import rf_dsm as _eq
 from .errors import ConvergenceError, ParameterError, check_range
 
@@ -184,28 +185,18 @@ def _solve_double(psi_n, psi_p, iota, t, lam, mu1, mus2, mue2):
     args_base = (psi_n, psi_p, iota, t, lam, mu1, mus2, mue2)
     flat = [np.ravel(a) for a in args_base]
     log_target = np.log10(flat[4])
-    log_lam = np.maximum(np.log10(_lam_start(*flat[:2], *flat[5:])), log_target + 1)
-    step = np.ones(log_lam.shape)
-    u = [np.ones(log_lam.shape) for _ in range(3)]
-    res = np.zeros(log_lam.shape)
-    total = 0
-    while True:
-        idx = np.flatnonzero(log_lam > log_target)
-        if idx.size == 0:
-            break
-        trial_log = np.maximum(log_lam[idx] - step[idx], log_target[idx])
+    log_start = np.maximum(np.log10(_lam_start(*flat[:2], *flat[5:])), log_target + 1)
+
+    def solve(idx, log_lam, u_sub):
         args = [a[idx] for a in flat]
-        args[4] = 10.0 ** trial_log
-        new_u, new_res, its, ok = _newton([x[idx] for x in u], tuple(args), max_iter=30)
-        total += its
-        for x, nx in zip(u, new_u):
-            x[idx] = np.where(ok, nx, x[idx])
-        res[idx] = np.where(ok, new_res, res[idx])
-        log_lam[idx] = np.where(ok, trial_log, log_lam[idx])
-        step[idx] = np.where(ok, np.minimum(step[idx] * 2, 2.0), step[idx] / 4)
-        if np.any(step < 1e-4):
-            bad = (step < 1e-4).reshape(psi_n.shape)
-            _raise_unconverged(~bad, args_base, res.reshape(psi_n.shape), 10.0 ** log_lam.reshape(psi_n.shape))
+        args[4] = 10.0 ** log_lam
+        return _newton(u_sub, tuple(args), max_iter=30)
+
+    def stall(i, log_lam, res):
+        idx = np.unravel_index(i, psi_n.shape)
+        _raise_unconverged(np.array(False), tuple(np.asarray(a[idx]) for a in args_base), res, 10.0 ** log_lam)
+
+    u, res, total = descend(log_start, log_target, [np.ones(log_target.shape) for _ in range(3)], solve, stall)
     shape = psi_n.shape
     return [x.reshape(shape) for x in u], float(np.max(res)) if res.size else 0.0, total
 
@@ -246,7 +237,7 @@ def _newton(u, args, max_iter):
             s = np.where(pending, s / 2, s)
         for x, xl in zip(u, ul):
             x[live] = xl
-    return u, fnorm, its, fnorm <= 1e2 * _TOL
+    return u, fnorm, fnorm <= 1e2 * _TOL, its
 
 
 def _raise_unconverged(ok, args, res, lam_k):

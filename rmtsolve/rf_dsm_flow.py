@@ -102,7 +102,7 @@ def _node_solutions(zeta, args, M):
     for j in range(M - 2, -1, -1):  # Im zeta_j < 0, moving away from the real axis
         target, n_sub = complex(zeta[j]), 1
         while True:
-            u, z, ok = cur, cur_z, True
+            u, ok = cur, True
             for i in range(1, n_sub + 1):
                 zi = cur_z + (target - cur_z) * i / n_sub
                 u, r, good = _newton(u, np.array([-zi.real]), np.array([-zi.imag]), pars, coef)

@@ -17,6 +17,7 @@ import dataclasses
 import numpy as np
 
 from ._backend import NUMPY
+from ._continuation import descend
 from ._generated import rf_dsm as _eq
 from .errors import ConvergenceError, ParameterError, check_range
 from .rf_dsm import _iota, _solve3
@@ -94,27 +95,19 @@ def continue_complex(x, eta_target, pars, coef, scale):
     Adaptive geometric continuation of eta from 1e3 scale down to the target at fixed x;
     returns the unknowns and the largest residual.
     """
-    n = x.size
-    u = [np.ones(n, complex) for _ in range(3)]
     log_target = np.log10(eta_target)
-    log_eta = np.maximum(np.log10(1e3 * scale), log_target + 1)
-    step = np.full(n, 0.5)
-    res = np.zeros(n)
-    while True:
-        idx = np.flatnonzero(log_eta > log_target)
-        if idx.size == 0:
-            break
-        trial = np.maximum(log_eta[idx] - step[idx], log_target[idx])
-        ul, r, ok = _newton([v[idx] for v in u], x[idx], 10.0 ** trial, pars, coef)
-        for v, vl in zip(u, ul):
-            v[idx] = np.where(ok, vl, v[idx])
-        res[idx] = np.where(ok, r, res[idx])
-        log_eta[idx] = np.where(ok, trial, log_eta[idx])
-        step[idx] = np.where(ok, np.minimum(step[idx] * 1.5, 1.0), step[idx] / 4)
-        if np.any(step < 1e-5):
-            bad = np.flatnonzero(step < 1e-5)[0]
-            raise ConvergenceError(f"feature spectrum: continuation stalled at z = {x[bad]:g} + "
-                                   f"{10.0 ** log_eta[bad]:.3g}i (residual {res[bad]:.3g})")
+    log_start = np.maximum(np.log10(1e3 * scale), log_target + 1)
+
+    def solve(idx, log_eta, u_sub):
+        u_new, r, ok = _newton(u_sub, x[idx], 10.0 ** log_eta, pars, coef)
+        return u_new, r, ok, 0
+
+    def stall(i, log_eta, res):
+        raise ConvergenceError(f"feature spectrum: continuation stalled at z = {x[i]:g} + "
+                               f"{10.0 ** log_eta:.3g}i (residual {res:.3g})")
+
+    u, res, _ = descend(log_start, log_target, [np.ones(x.size, complex) for _ in range(3)], solve, stall,
+                        step=0.5, max_step=1.0, grow=1.5, min_step=1e-5)
     return u, float(res.max(initial=0.0))
 
 
