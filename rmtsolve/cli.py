@@ -313,7 +313,17 @@ def _cmd_sweep(a):
         outputs = ["test_error", "train_error", "score_error", "gap"]
 
         def solve(**cols):
-            return rf_dsm(**cols, activation=a.activation, dps=a.dps).as_dict()  # tau = inf: converged
+            # Ridgeless points at p = n m: the test error diverges (rows read inf) while the
+            # train error tends to 0 from both sides (interpolation); the rest is solved.
+            div = (cols["lam"] == 0) & np.isfinite(cols["m"]) & np.isclose(cols["psi_p"], cols["psi_n"] * cols["m"],
+                                                                             rtol=1e-9, atol=0)
+            out = {k: np.full(div.shape, 0.0 if k == "train_error" else np.inf) for k in outputs}
+            if (~div).any():
+                r = rf_dsm(**{k: v[~div] for k, v in cols.items()}, activation=a.activation, dps=a.dps).as_dict()
+                for k in outputs:
+                    out[k] = out[k].astype(object) if a.dps else out[k]
+                    out[k][~div] = r[k]
+            return out
     else:
         from .ldm import ldm
 
@@ -326,7 +336,16 @@ def _cmd_sweep(a):
                 kw["tau"] = None if math.isinf(kw["tau"]) else kw["tau"]
                 kw["d"] = None if math.isinf(kw["d"]) else int(kw["d"])
                 kw["T"] = int(kw["T"])
-                rows.append(ldm(**kw, spectrum=a.spectrum, dps=a.dps).as_dict())
+                try:
+                    rows.append(ldm(**kw, spectrum=a.spectrum, dps=a.dps).as_dict())
+                except ParameterError as e:
+                    if e.name != "n_over_d, lam, tau":  # only the divergent ridgeless point reads inf
+                        raise
+                    # The law collapses onto the span of the data (span_fraction 1, both KLs inf);
+                    # the oracle sampler does not depend on N.
+                    oracle = ldm(**(kw | {"n_over_d": 2.0}), spectrum=a.spectrum, dps=a.dps).as_dict()
+                    rows.append({k: np.inf for k in outputs} | {"span_fraction": 1.0,
+                                                                 "kl_oracle_per_dim": oracle["kl_oracle_per_dim"]})
             return {k: np.array([float(r[k]) for r in rows]) for k in outputs}
 
     fh, fmt = sweep.open_output(a.csv, a.jsonl)

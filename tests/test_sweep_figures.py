@@ -92,3 +92,18 @@ def test_phase_diagram_png(tmp_path):
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     rows = list(csv.DictReader(open(data)))
     assert len(rows) == 3 * 60 * 60 and float(rows[0]["gap"]) >= 0
+
+
+def test_sweep_through_divergent_points_writes_inf_rows():
+    code, out, err = run("sweep", "rf-dsm", "--psi-n", "0.5:2:3", "--psi-p", "0.5:2:3", "--lam", "0", "--quiet")
+    assert code == 0, err
+    rows = list(csv.DictReader(io.StringIO(out)))
+    diag = [r for r in rows if r["psi_n"] == r["psi_p"]]
+    assert len(diag) == 3 and all(r["test_error"] == "inf" and float(r["train_error"]) == 0 for r in diag)
+    off = [r for r in rows if r["psi_n"] != r["psi_p"]]
+    assert all(float(r["test_error"]) < 10 for r in off)
+    code, out, err = run("sweep", "ldm", "--n-over-d", "0.5:2:2", "--lam", "0", "--quiet")
+    assert code == 0, err
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert rows[0]["kl_gen_data_per_dim"] == "inf" and float(rows[0]["kl_oracle_per_dim"]) < 1e-6
+    assert float(rows[1]["kl_gen_data_per_dim"]) < 1
