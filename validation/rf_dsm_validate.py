@@ -99,7 +99,9 @@ def extrapolate(ds, ys, ses):
 def run(quick: bool):
     pts = points()
     if quick:
-        pts, dims, big = [pts[0], pts[4], pts[12]], [200], ()
+        # The regimes of the CI subset (tests/test_rf_dsm_simulation.py): p < n (m = 1),
+        # n < p < n m for relu (m = 5) and tanh (m = 2).
+        pts, dims, big = [pts[0], pts[6], pts[19]], [200], ()
     else:
         dims, big = [200, 400, 800], BIG_D_SUBSET
     rows = []
