@@ -15,7 +15,6 @@ import numpy as np
 
 from .errors import ConvergenceError, ParameterError
 
-RF_DEFAULTS = dict(psi_n=1.0, m="1", t=0.5, lam=1e-3, activation="relu")
 RF_TABLE_PSI_P = np.round(np.logspace(-1, 1, 17), 4)
 
 
@@ -74,12 +73,12 @@ def _common(p: argparse.ArgumentParser, dps=True):
 
 
 def _rf_flags(p: argparse.ArgumentParser, table_default: bool):
-    p.add_argument("--psi-n", type=_real, default=RF_DEFAULTS["psi_n"], help="n/d > 0 (default 1)")
+    p.add_argument("--psi-n", type=_real, default=1.0, help="n/d > 0 (default 1)")
     p.add_argument("--psi-p", type=_real, default=None,
                    help="p/d > 0" + (" (default: a table over psi_p in [0.1, 10])" if table_default else ""))
     p.add_argument("--m", type=_m, default=1.0, help="noise draws per data point: integer >= 1 or inf (default 1)")
-    p.add_argument("--t", type=_real, default=RF_DEFAULTS["t"], help="diffusion time t > 0 (default 0.5)")
-    p.add_argument("--lam", type=_real, default=RF_DEFAULTS["lam"], help="ridge lam >= 0 (default 1e-3)")
+    p.add_argument("--t", type=_real, default=0.5, help="diffusion time t > 0 (default 0.5)")
+    p.add_argument("--lam", type=_real, default=1e-3, help="ridge lam >= 0 (default 1e-3)")
     p.add_argument("--activation", default="relu",
                    help="relu, tanh, erf, sigmoid, softplus, gelu, linear, or an expression in x (default relu)")
     p.add_argument("--tau", type=_real, default=None,
