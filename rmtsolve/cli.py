@@ -178,8 +178,9 @@ def build_parser() -> argparse.ArgumentParser:
         q.add_argument("--dps", type=_int(16), default=None, help="mpmath decimal digits")
 
     p = sub.add_parser("figure", help="draw a named figure (needs the plot extra)",
-                       description="Figures: rf-dsm-phase-diagram, rf-dsm-learning-curves, ldm-kl, "
-                                   "ldm-regularisation. Needs matplotlib: pip install 'rmtsolve[plot]'.")
+                       description="Figures: rf-dsm-phase-diagram, rf-dsm-learning-curves, "
+                                   "rf-dsm-training-dynamics, ldm-kl, ldm-regularisation. Needs matplotlib: "
+                                   "pip install 'rmtsolve[plot]'.")
     p.add_argument("name", help="figure name")
     p.add_argument("--out", required=True, help="output FILE.png")
     p.add_argument("--csv", default=None, help="also write the plotted numbers to FILE")

@@ -17,7 +17,8 @@ import numpy as np
 
 from .errors import ParameterError
 
-FIGURES = ("rf-dsm-phase-diagram", "rf-dsm-learning-curves", "ldm-kl", "ldm-regularisation")
+FIGURES = ("rf-dsm-phase-diagram", "rf-dsm-learning-curves", "rf-dsm-training-dynamics", "ldm-kl",
+           "ldm-regularisation")
 
 
 def _plt():
@@ -123,6 +124,41 @@ def rf_dsm_learning_curves(out, csv_path=None, psi_n=0.5, t=0.5, lam=1e-3, d=200
     ax.axvline(psi_n, color="gray", lw=0.8)
     ax.set(xscale="log", xlabel=r"$\psi_p = p/d$", ylabel="error per dimension",
            title=f"RF-DSM, relu, $\\psi_n$={psi_n}, t={t}, λ={lam}; points: simulations d={d}")
+    ax.legend(fontsize=7, ncol=2)
+    fig.savefig(out, dpi=90, bbox_inches="tight")
+    _write_csv(csv_path, cols)
+
+
+def rf_dsm_training_dynamics(out, csv_path=None, psi_p=4.0, t=0.5, lam=1e-3, d=200, seeds=4):
+    """Test and train error against the gradient-flow time tau for several n (p = 4 d, m = 1):
+    a generalisation time, then memorisation at a time growing with n; simulation points."""
+    from .rf_dsm import rf_dsm
+
+    plt = _plt()
+    taus = np.geomspace(0.05, 1e3, 80)
+    sim_taus = (0.2, 1.0, 5.0, 25.0, 125.0)
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    cols = {"psi_n": [], "tau": [], "test_error": [], "train_error": [], "kind": []}
+    for i, psi_n in enumerate((0.5, 1.0, 2.0)):
+        th = rf_dsm(psi_n=psi_n, psi_p=psi_p, m=1, t=t, lam=lam, tau=taus)
+        ax.plot(taus, th.test_error, f"C{i}-", label=f"test, psi_n={psi_n}")
+        ax.plot(taus, th.train_error, f"C{i}--", label=f"train, psi_n={psi_n}")
+        for tau in sim_taus:
+            s = _cached_simulation(psi_n=psi_n, psi_p=psi_p, m=1, t=t, lam=lam, activation="relu", d=d,
+                                   seeds=seeds, seed=7, tau=tau)
+            for q, mk in (("test_error", "o"), ("train_error", "s")):
+                ax.errorbar(tau, s[q], yerr=s[q + "_stderr"], fmt=mk, color=f"C{i}", ms=4, capsize=2)
+            cols["psi_n"].append(psi_n), cols["tau"].append(tau), cols["kind"].append(f"simulation d={d}")
+            cols["test_error"].append(s["test_error"]), cols["train_error"].append(s["train_error"])
+        cols["psi_n"] += [psi_n] * taus.size
+        cols["tau"] += list(taus)
+        cols["test_error"] += list(th.test_error)
+        cols["train_error"] += list(th.train_error)
+        cols["kind"] += ["theory"] * taus.size
+    ax.axhline(math.exp(-2 * t), color="gray", lw=0.8, ls=":", label=r"$e^{-2t}$")
+    ax.set(xscale="log", xlabel=r"gradient-flow time $\tau$ (B($\tau$) = B$_{ridge}$(I - e$^{-\tau(U+\lambda)}$))",
+           ylabel="error per dimension",
+           title=f"RF-DSM training dynamics, relu, $\\psi_p$={psi_p}, m=1, t={t}, λ={lam}; points: d={d}")
     ax.legend(fontsize=7, ncol=2)
     fig.savefig(out, dpi=90, bbox_inches="tight")
     _write_csv(csv_path, cols)
