@@ -95,6 +95,25 @@ def rf_dsm_phase_diagram(out, csv_path=None, t=0.5, lam=1e-3, n=60):
     _write_csv(csv_path, cols)
 
 
+def _family(ax, cols, color, label, fixed, xname, grid, theory, sims, d):
+    """One family of curves: theory test/train lines over ``grid`` and simulation points
+    ``sims = [(x, simulation dict)]`` with error bars; every plotted number goes to ``cols``."""
+    ax.plot(grid, theory.test_error, color=color, ls="-", label=f"test, {label}")
+    ax.plot(grid, theory.train_error, color=color, ls="--", label=f"train, {label}")
+    for x, s in sims:
+        for q, mk in (("test_error", "o"), ("train_error", "s")):
+            ax.errorbar(x, s[q], yerr=s[q + "_stderr"], fmt=mk, color=color, ms=4, capsize=2)
+    rows = [(x, s["test_error"], s["train_error"], f"simulation d={d}") for x, s in sims]
+    rows += [(x, te, tr, "theory") for x, te, tr in zip(grid, theory.test_error, theory.train_error)]
+    for x, te, tr, kind in rows:
+        for k, v in fixed.items():
+            cols[k].append(v)
+        cols[xname].append(x)
+        cols["test_error"].append(te)
+        cols["train_error"].append(tr)
+        cols["kind"].append(kind)
+
+
 def rf_dsm_learning_curves(out, csv_path=None, psi_n=0.5, t=0.5, lam=1e-3, d=200, seeds=4):
     """Test and train error against psi_p for several m: theory lines, simulation points."""
     from .rf_dsm import rf_dsm
@@ -106,20 +125,9 @@ def rf_dsm_learning_curves(out, csv_path=None, psi_n=0.5, t=0.5, lam=1e-3, d=200
     cols = {"m": [], "psi_p": [], "test_error": [], "train_error": [], "kind": []}
     for i, m in enumerate((1, 2, 5)):
         th = rf_dsm(psi_n=psi_n, psi_p=grid, m=m, t=t, lam=lam)
-        ax.plot(grid, th.test_error, f"C{i}-", label=f"test, m={m}")
-        ax.plot(grid, th.train_error, f"C{i}--", label=f"train, m={m}")
-        for pp in sim_pp:
-            s = _cached_simulation(psi_n=psi_n, psi_p=pp, m=m, t=t, lam=lam, activation="relu", d=d,
-                                   seeds=seeds, seed=7)
-            for q, mk in (("test_error", "o"), ("train_error", "s")):
-                ax.errorbar(pp, s[q], yerr=s[q + "_stderr"], fmt=mk, color=f"C{i}", ms=4, capsize=2)
-            cols["m"].append(m), cols["psi_p"].append(pp), cols["kind"].append(f"simulation d={d}")
-            cols["test_error"].append(s["test_error"]), cols["train_error"].append(s["train_error"])
-        cols["m"] += [m] * grid.size
-        cols["psi_p"] += list(grid)
-        cols["test_error"] += list(th.test_error)
-        cols["train_error"] += list(th.train_error)
-        cols["kind"] += ["theory"] * grid.size
+        sims = [(pp, _cached_simulation(psi_n=psi_n, psi_p=pp, m=m, t=t, lam=lam, activation="relu", d=d,
+                                        seeds=seeds, seed=7)) for pp in sim_pp]
+        _family(ax, cols, f"C{i}", f"m={m}", {"m": m}, "psi_p", grid, th, sims, d)
     ax.axhline(math.exp(-2 * t), color="gray", lw=0.8, ls=":", label=r"$e^{-2t}$")
     ax.axvline(psi_n, color="gray", lw=0.8)
     ax.set(xscale="log", xlabel=r"$\psi_p = p/d$", ylabel="error per dimension",
@@ -141,20 +149,9 @@ def rf_dsm_training_dynamics(out, csv_path=None, psi_p=4.0, t=0.5, lam=1e-3, d=2
     cols = {"psi_n": [], "tau": [], "test_error": [], "train_error": [], "kind": []}
     for i, psi_n in enumerate((0.5, 1.0, 2.0)):
         th = rf_dsm(psi_n=psi_n, psi_p=psi_p, m=1, t=t, lam=lam, tau=taus)
-        ax.plot(taus, th.test_error, f"C{i}-", label=f"test, psi_n={psi_n}")
-        ax.plot(taus, th.train_error, f"C{i}--", label=f"train, psi_n={psi_n}")
-        for tau in sim_taus:
-            s = _cached_simulation(psi_n=psi_n, psi_p=psi_p, m=1, t=t, lam=lam, activation="relu", d=d,
-                                   seeds=seeds, seed=7, tau=tau)
-            for q, mk in (("test_error", "o"), ("train_error", "s")):
-                ax.errorbar(tau, s[q], yerr=s[q + "_stderr"], fmt=mk, color=f"C{i}", ms=4, capsize=2)
-            cols["psi_n"].append(psi_n), cols["tau"].append(tau), cols["kind"].append(f"simulation d={d}")
-            cols["test_error"].append(s["test_error"]), cols["train_error"].append(s["train_error"])
-        cols["psi_n"] += [psi_n] * taus.size
-        cols["tau"] += list(taus)
-        cols["test_error"] += list(th.test_error)
-        cols["train_error"] += list(th.train_error)
-        cols["kind"] += ["theory"] * taus.size
+        sims = [(tau, _cached_simulation(psi_n=psi_n, psi_p=psi_p, m=1, t=t, lam=lam, activation="relu", d=d,
+                                         seeds=seeds, seed=7, tau=tau)) for tau in sim_taus]
+        _family(ax, cols, f"C{i}", f"psi_n={psi_n}", {"psi_n": psi_n}, "tau", taus, th, sims, d)
     ax.axhline(math.exp(-2 * t), color="gray", lw=0.8, ls=":", label=r"$e^{-2t}$")
     ax.set(xscale="log", xlabel=r"gradient-flow time $\tau$ (B($\tau$) = B$_{ridge}$(I - e$^{-\tau(U+\lambda)}$))",
            ylabel="error per dimension",
