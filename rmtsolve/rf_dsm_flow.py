@@ -28,15 +28,13 @@ _MP_DPS = 40  # fallback precision where double precision loses the cancellation
 
 
 def talbot(tau: float, M: int = _ORDERS[-1]):
-    """Nodes xi_k and weights W_k with sum_k W_k F(xi_k) ~ (1/2 pi i) int e^{tau xi} F(xi) dxi."""
-    k = np.arange(-(M - 1), M)
-    theta = k * np.pi / M
-    r = 2 * M / (5 * tau)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        cot = np.cos(theta) / np.sin(theta)
-        xi = np.where(k == 0, r, r * theta * (cot + 1j))
-        dxi = np.where(k == 0, 1j * r, r * (cot - theta / np.sin(theta) ** 2 + 1j))
-    return xi, np.exp(tau * xi) * dxi * (np.pi / M) / (2j * np.pi)
+    """Nodes xi_k and weights W_k with sum_k W_k F(xi_k) ~ (1/2 pi i) int e^{tau xi} F(xi) dxi.
+
+    Double-precision copy of :func:`talbot_mp` (one formula for both precisions).
+    """
+    with mpmath.workdps(20):
+        xi, w = talbot_mp(mpmath.mpf(tau), M)
+        return xi.astype(complex), w.astype(complex)
 
 
 def talbot_mp(tau, M: int):
