@@ -15,7 +15,10 @@ eigenbasis of ``C`` the sampler acts on each eigen-direction separately:
    spectral functions of ``C``, possibly weighted by ``Sigma^{+-1}`` (overlaps);
 6. deterministic equivalents of those traces: Silverstein's equation for the companion
    transform, the overlap-weighted Stieltjes transform, the kernel (atom at 0) and the
-   contour formula that turns them into spectral integrals.
+   contour formula that turns them into spectral integrals;
+7. at finite d, the O(1/d) per dimension mean correction of every such trace for real
+   Gaussian data (Bai-Silverstein, extended to overlap weights by a population derivative)
+   and the two-resolvent equivalent for the sample-mean term of KL(generated || data).
 
 Every identity used numerically is asserted here; ``build()`` emits the code.
 """
@@ -184,8 +187,7 @@ def mean_mismatch():
     E (mu - m_g)^T P (mu - m_g) / d = mean_norm tr(P (I - K)^2)/d + tr(K P K Sigma)/(N d),
     using mu^T B mu -> ||mu||^2 tr(B)/d for mu in a generic direction, ||mu||^2 = d mean_norm.
     (For P = S_g^{-1} = f(C) the second trace is tr(Sigma K^2 S_g^{-1}), one overlap.  For
-    P = Sigma^{-1} it needs two overlaps; rmtsolve.ldm uses tr(K^2)/(N d) instead, exact for
-    isotropic data or K = I, an O(1/d) term per dimension.)
+    P = Sigma^{-1} it needs two resolvents, see two_point().)
     """
     mn, tmu, ninv, te = sp.symbols("mean_norm t_mu n_inv t_e")
     # check on one direction: mu ~ generic scalar with mu^2 = mean_norm, e with variance sig/N
@@ -263,6 +265,122 @@ def silverstein():
     return mt, lnu, A_nu, zz, g, gm1, base, term, res_term, kterm
 
 
+# -- 7. finite-d corrections (real Gaussian data) -------------------------------------------
+def fluctuation_mean():
+    """The O(1) (total, i.e. O(1/d) per dimension) mean correction of spectral traces.
+
+    For real Gaussian data Bai & Silverstein (Ann. Probab. 32, 2004, Thm 1.1, kappa = 2) give
+    E tr f(C') - d int f dF^{gamma, H} -> -(1/(2 pi i)) oint f(z) M(z) dz with
+      M(z) = gamma sum w mt^3 lam^2/(1 + lam mt)^3 / h(z)^2,
+      h(z) = 1 - gamma sum w (lam mt)^2/(1 + lam mt)^2,
+    and M = -(1/2) h'/h, i.e. E log det(C' - z) gains (1/2) log h(z).  Weighted traces follow
+    from the exact identity  tr(A (I + z Q(z))) = d/de tr log(C'_e - z),  C'_e the sample
+    covariance of the population lam_nu (1 + e A_nu) with the same Z (A commutes with Sigma):
+      correction of tr(A Q(z)) = delta_A(z) = (1/z) d/de (1/2) log h = dh_A/(2 z h),
+    with mt following the population through Silverstein's equation G(mt; lam) = 0.
+    Per atom, u = lam mt:  h = 1 - gamma S2,  dh_A = -2 gamma (Q3_A + Q3 dm),
+      dm = (d mt/de)/mt = -gamma P_A/(mt G_m),  G_m = dG/dmt,
+    S2 = sum w u^2/(1+u)^2, P_A = sum w A u/(1+u)^2, Q3(_A) = sum w (A) u^2/(1+u)^3.
+    The kernel of C' (gamma > 1) is the pole at z = 0: its overlap mass changes by
+    -(z delta_A)(0) (zero for A = 1: the kernel dimension d - n is exact).  At gamma = 1 the
+    same limit is a hard-edge atom at 0 of mass (sum w A/lam)/(4 d sum w/lam).
+    """
+    mt, g, zz, e = sp.symbols("mt gamma z epsilon")
+    l1, l2, w1, A1, A2 = sp.symbols("lam_1 lam_2 w_1 A_1 A_2", positive=True)
+    atoms = ((l1, w1, A1), (l2, 1 - w1, A2))  # two generic atoms: the sums are linear in atoms
+
+    def G(m, lams):  # Newton form of Silverstein's equation
+        return (g - 1) - zz * m - g * sum(w / (1 + lv * m) for lv, (_, w, _) in zip(lams, atoms))
+
+    def h_of(m, lams):
+        return 1 - g * sum(w * (lv * m) ** 2 / (1 + lv * m) ** 2 for lv, (_, w, _) in zip(lams, atoms))
+
+    lams = [lv for lv, _, _ in atoms]
+    Gm = sp.diff(G(mt, lams), mt)
+    # Bai-Silverstein mean density equals -(1/2) h'/h (mt' = -G_z/G_m along Silverstein)
+    dmt_dz = -sp.diff(G(mt, lams), zz) / Gm
+    h = h_of(mt, lams)
+    M_bs = g * sum(w * mt**3 * lv**2 / (1 + lv * mt) ** 3 for lv, w, _ in atoms) / h**2
+    # on Silverstein's curve z(mt) = -1/mt + gamma sum w lam/(1 + lam mt)
+    on_curve = {zz: -1 / mt + g * sum(w * lv / (1 + lv * mt) for lv, w, _ in atoms)}
+    assert _zero((-sp.diff(h, mt) * dmt_dz / (2 * h) - M_bs).subs(on_curve))
+    # the population derivative: lam_nu -> lam_nu (1 + e A_nu), mt(e) by the implicit function
+    lam_e = [lv * (1 + e * a) for lv, _, a in atoms]
+    Ge = sp.diff(G(mt, lam_e), e).subs(e, 0)
+    dmt_de = -Ge / Gm
+    dh_total = (sp.diff(h_of(mt, lam_e), e) + sp.diff(h_of(mt, lam_e), mt) * dmt_de).subs(e, 0)
+    # the per-atom form used numerically
+    S2, PA, Q3, Q3A, Gm_s, gam = sp.symbols("S2 P_A Q3 Q3_A G_m gamma")
+    dm = -gam * PA / (mt * Gm_s)
+    dh_A = -2 * gam * (Q3A + Q3 * dm)
+    zdelta = dh_A / (2 * (1 - gam * S2))
+    sums = {S2: sum(w * (lv * mt) ** 2 / (1 + lv * mt) ** 2 for lv, w, _ in atoms),
+            PA: sum(w * a * lv * mt / (1 + lv * mt) ** 2 for lv, w, a in atoms),
+            Q3: sum(w * (lv * mt) ** 2 / (1 + lv * mt) ** 3 for lv, w, _ in atoms),
+            Q3A: sum(w * a * (lv * mt) ** 2 / (1 + lv * mt) ** 3 for lv, w, a in atoms),
+            Gm_s: Gm, gam: g}
+    assert _zero(dh_A.subs(sums) - dh_total)
+    # A = 1 is a rescaling of C: z delta_1 = -(z/2) h'/h = z M, the Bai-Silverstein density
+    one = {A1: 1, A2: 1}
+    assert _zero((zdelta.subs(sums).subs(one) - zz * M_bs).subs(on_curve))
+    # the trace identity tr(A (I + z Q)) = d/de log det(C'_e - z) on an exact 2 x 2 example
+    # (log det(C'_e - z) = log det Sigma_e + log det(Z Z^T/n - z Sigma_e^{-1}))
+    Z = sp.Matrix([[1, 2, -1], [3, 0, 1]]) / 3
+    Sig_e = sp.diag(*lam_e)
+    logdet = sp.log(Sig_e.det()) + sp.log((Z * Z.T - zz * Sig_e.inv()).det())
+    Sh = sp.diag(sp.sqrt(l1), sp.sqrt(l2))
+    Q = (Sh * Z * Z.T * Sh - zz * sp.eye(2)).inv()
+    Am = sp.diag(A1, A2)
+    assert _zero(sp.diff(logdet, e).subs(e, 0) - (Am * (sp.eye(2) + zz * Q)).trace())
+    # gamma = 1 (n = d): the bulk reaches 0 and mt -> inf as z -> 0; the correction keeps a
+    # hard-edge atom at 0 (f(0)/4 for A = 1 and isotropic data, as in the Bai-Silverstein mean
+    # (f(a) + f(b))/4 - ...).  Its overlap mass -(z delta_A)(0) is the limit along the curve:
+    S_inv, SA_inv = sp.symbols("S_inv SA_inv")  # sum w/lam and sum w A/lam
+    edge = (-zdelta.subs(sums).subs(on_curve)).subs(g, 1)
+    edge_lim = sp.limit(edge, mt, sp.oo)
+    atom = SA_inv / (4 * S_inv)
+    inv_sums = {S_inv: sum(w / lv for lv, w, _ in atoms), SA_inv: sum(w * a / lv for lv, w, a in atoms)}
+    assert _zero(edge_lim - atom.subs(inv_sums))
+    u = sp.Symbol("u")
+    per_atom = (u**2 / (1 + u) ** 2, u / (1 + u) ** 2, u**2 / (1 + u) ** 3)
+    return (S2, PA, Q3, Q3A, Gm_s, gam, mt), zdelta, (u, per_atom), ((SA_inv, S_inv), atom)
+
+
+def two_point():
+    """tr(Sigma^{-1} Q(z1) Sigma Q(z2))/d for the sample-mean term of KL(gen || data).
+
+    E (K e)^T Sigma^{-1} K e = tr(K Sigma^{-1} K Sigma)/N with K = k_0(C); write K = k0 I + J,
+    J = j(C), j = k_0 - k_0(0) (no kernel part), so per dimension
+      X = k0^2 + 2 k0 (I_1[k_0] - k0) + Y,  Y = (1/(2 pi i))^2 oint oint j j tr(Sigma^-1 Q1 Sigma Q2)/d.
+    Deterministic equivalent of two resolvents (leave-one-out; e.g. Couillet & Liao, Random
+    Matrix Methods for Machine Learning, 2022, sect. 2.2): with Qbar_i = (kap_i Sigma - z_i)^{-1},
+    kap_i = 1/(1 + delta_i),
+      E Q1 B Q2 = Qbar1 B Qbar2 + S_B/(1 - S) Qbar1 Sigma Qbar2,
+      S_B = kap1 kap2 tr(Sigma Qbar1 B Qbar2)/n,  S = S_Sigma.
+    For B = Sigma (all matrices commute with Sigma): tr(Sigma^-1 Q1 Sigma Q2)/d = T/(1 - S),
+    per atom T = R1 R2/(z1 z2), S = gamma P1 P2 with R = 1/(1 + lam mt), P = lam mt R; and
+    S(z, z) = 1 - h(z).
+    """
+    m1, m2, z1, z2, lv, g = sp.symbols("mt_1 mt_2 z_1 z_2 lam_nu gamma")
+    kap1, kap2 = -z1 * m1, -z2 * m2  # 1 + delta = -1/(z mt)
+    Qb1, Qb2 = 1 / (kap1 * lv - z1), 1 / (kap2 * lv - z2)
+    R1, R2 = 1 / (1 + lv * m1), 1 / (1 + lv * m2)
+    P1, P2 = lv * m1 * R1, lv * m2 * R2
+    # one atom of each trace (sums over atoms are linear)
+    assert _zero((1 / lv) * Qb1 * lv * Qb2 - R1 * R2 / (z1 * z2))
+    assert _zero(g * kap1 * kap2 * lv * Qb1 * lv * Qb2 - g * P1 * P2)
+    u = lv * m1
+    assert _zero((g * P1 * P1).subs(m2, m1) - g * u**2 / (1 + u) ** 2)
+    # the decomposition of X: Sigma diagonal, J symmetric, generic 2 x 2
+    s1, s2, ja, jb, jc, k0 = sp.symbols("s_1 s_2 j_a j_b j_c k0", positive=True)
+    Sg, J = sp.diag(s1, s2), sp.Matrix([[ja, jb], [jb, jc]])
+    K = k0 * sp.eye(2) + J
+    assert _zero((K * Sg.inv() * K * Sg).trace() - (2 * k0**2 + 2 * k0 * J.trace()
+                                                     + (Sg.inv() * J * Sg * J).trace()))
+    Tsum, Ssum = sp.symbols("T S")
+    return (m1, lv), (R1, P1), (Tsum, Ssum, z1, z2), Tsum / (z1 * z2 * (1 - Ssum))
+
+
 def build() -> Module:
     m, w, q, w_stable = denoiser()
     a, h, log_a, sched = sampler_step(m, w)
@@ -272,6 +390,8 @@ def build() -> Module:
     maha_args, maha = mean_mismatch()
     err_args, test, train = errors()
     mt, lnu, A_nu, zz, g, gm1, base, term, res_term, kterm = silverstein()
+    fm_args, zdelta, (u, per_atom), (edge_args, edge_atom) = fluctuation_mean()
+    (m1, lv1), (R1, P1), tp_args, tp = two_point()
 
     t, T, bmin, bmax = sp.symbols("t T beta_min beta_max", positive=True)
     beta_t = bmin + (bmax - bmin) * t / T
@@ -317,6 +437,18 @@ def build() -> Module:
                  "-A/(z (1 + lam mt)): one atom of tr(A Qbar)/d."),
         Function("kernel_term", (mt, lnu), (kterm, sp.diff(kterm, mt), 1 / (1 + lnu * mt)),
                  "(lam mt/(1 + lam mt), derivative, 1/(1 + lam mt)) for the kernel of C."),
+        Function("fluctuation_terms", (mt, lnu), tuple(f.subs(u, lnu * mt) for f in per_atom),
+                 "Per atom (u^2/(1+u)^2, u/(1+u)^2, u^2/(1+u)^3), u = lam mt: the sums S2, P_A, "
+                 "Q3 of the finite-d mean correction."),
+        Function("fluctuation_mean", fm_args, (zdelta,),
+                 "z delta_A(z): the O(1) correction of tr(A Q(z)) for real Gaussian data, times z."),
+        Function("hard_edge_atom", edge_args, (edge_atom,),
+                 "d times the overlap mass of the hard-edge atom at 0 when gamma = 1."),
+        Function("overlap_factors", (m1, lv1), (R1, P1),
+                 "(R, P) = (1/(1 + lam mt), lam mt/(1 + lam mt)) for the two-resolvent trace."),
+        Function("two_point", tp_args, (tp,),
+                 "tr(Sigma^-1 Q(z1) Sigma Q(z2))/d = T/(z1 z2 (1 - S)), T = sum w R1 R2, "
+                 "S = gamma sum w P1 P2."),
     ]
     eqs = [
         ("beta_t", sp.Eq(sp.Symbol("beta_t"), beta_t)),
@@ -340,6 +472,12 @@ def build() -> Module:
         ("overlap transform", sp.Eq(sp.Symbol("m_A"), sp.Sum(
             sp.Symbol("w_nu") * res_term, (sp.Symbol("nu"), 1, sp.Symbol("d"))))),
     ]
+    eqs += [
+        ("finite-d mean correction: z delta_A(z)", sp.Eq(zz * sp.Symbol("delta_A"), zdelta)),
+        ("  with S2, P_A, Q3, Q3_A the w- (P_A, Q3_A: w A-) weighted sums of",
+         sp.Tuple(*(f.subs(u, lnu * mt) for f in per_atom))),
+        ("two resolvents, R_12 = tr(Sigma^-1 Q(z_1) Sigma Q(z_2))/d", sp.Eq(sp.Symbol("R_12"), tp)),
+    ]
     f_, mA = sp.Function("f"), sp.Function("m_A")
     eqs.append(("bulk part of I_A[f], contour Gamma+", sp.Eq(sp.Symbol("I_A^bulk[f]"),
                                          -sp.im(sp.Integral(f_(zz) * mA(zz), zz)) / sp.pi)))
@@ -356,8 +494,11 @@ def _tex_escape(line: str) -> str:
 
 
 ASSEMBLY = """Spectral assembly: I_A[f] = int f dmu_A + f(0) tr(A P_0)/d, A in {1, Sigma^-1, Sigma}
+  finite d: m_A -> m_A + delta_A/d and tr(A P_0)/d -> tr(A P_0)/d - (z delta_A)(0)/d
+    (gamma = 1: an atom at 0 of mass (sum w A/lam)/(4 d sum w/lam), inside the span)
   KL(gen||data): tr_ratio = I_{Sigma^-1}[v_0], logdet_p = I_1[log v_0], logdet_q = int log lambda dH,
-    maha = mean_norm I_{Sigma^-1}[(1 - k_0)^2] + (1/N) I_1[k_0^2]
+    maha = mean_norm I_{Sigma^-1}[(1 - k_0)^2] + (1/N) X,
+    X = k0^2 + 2 k0 (I_1[k_0] - k0) + Y[k_0 - k0], k0 = k_0(0) (two resolvents)
   KL(data||gen): tr_ratio = I_Sigma[1/v_0], logdet_p = int log lambda dH, logdet_q = I_1[log v_0],
     maha = mean_norm I_1[(1 - k_0)^2/v_0] + (1/N) I_Sigma[k_0^2/v_0]
   errors: iq2 = I_1[q_t^2], isw2 = I_Sigma[W_t^2], icw2 = I_1[c W_t^2]

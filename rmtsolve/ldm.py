@@ -18,9 +18,12 @@ Conventions
   sample-mean fluctuation ``e ~ N(0, Sigma/N)``; ``N = round(n_over_d * d)``.
   The d -> inf limit uses ``gamma = d/N`` and drops O(1/d) terms.
 * ``mu`` lies in a generic direction with ``||mu||^2 / d = mean_norm``.
-* For anisotropic ``Sigma`` the O(1/N) sample-mean term of ``kl_gen_data``,
-  ``tr(K Sigma^{-1} K Sigma)/(N d)``, is replaced by ``tr(K^2)/(N d)`` (exact for isotropic
-  data and whenever ``K`` is close to ``I``; it vanishes as d -> inf).
+* Finite d also carries the O(1/d) per-dimension terms the continuum law misses: the
+  Bai-Silverstein mean of every spectral trace for real Gaussian data (extended to the
+  ``Sigma^{+-1}`` overlap weights through a derivative in the population eigenvalues) and
+  the sample-mean term ``tr(K Sigma^{-1} K Sigma)/(N d)`` of ``kl_gen_data`` through the
+  two-resolvent deterministic equivalent (``derivations/ldm.py``, part 7).  What is left is
+  O(1/d^2) per dimension.  The d -> inf limit drops all of them.
 * Spectra: ``"isotropic"``; ``"powerlaw:K"`` (``K >= 0``) with ``lambda_nu ∝ nu^{-K}``,
   ``nu = 1..d``, normalised to ``tr Sigma = d``; for ``d=None`` (only ``K < 1``) its
   continuum limit ``lambda(u) = (1 - K) u^{-K}``, ``u`` uniform on (0, 1], integrated by
@@ -210,18 +213,27 @@ class Spectral:
     """Quadrature for int f dmu_A over the law of C, for A in (1, Sigma^{-1}, Sigma).
 
     z: contour nodes (values of c); wt: (3, nodes) complex weights such that
-    int_bulk f dmu_A = Im(wt[A] @ f(z)); kernel: (3,) overlap masses of the kernel of C.
+    int_bulk f dmu_A = Im(wt[A] @ f(z)); kernel: (3,) overlap masses of the atom at c = 0.
+    At finite d both include the O(1/d) mean correction (at gamma = 1 the atom is the
+    correction's hard-edge atom, inside the span); null: the kernel dimension of C over d.
+    pair: None (d -> inf) or (dz, F++, F+-), the node differentials and the two-resolvent kernel
+    tr(Sigma^-1 Q(z_a) Sigma Q(z_b))/d at (z_a, z_b) and (z_a, conj z_b), for
+    :func:`_two_resolvent`.
     """
 
     z: np.ndarray
     wt: np.ndarray
     kernel: np.ndarray
+    null: float
+    pair: tuple | None = None
 
 
-def spectral(pop: Population, gamma: float, gamma_m1: float, scale: float) -> Spectral:
+def spectral(pop: Population, gamma: float, gamma_m1: float, scale: float,
+             d: int | None = None) -> Spectral:
     """Solve Silverstein's equation along Gamma+ and build the contour quadrature.
 
-    ``gamma_m1 = gamma - 1`` is passed exactly (it vanishes when N - 1 = d).
+    ``gamma_m1 = gamma - 1`` is passed exactly (it vanishes when N - 1 = d).  With ``d`` the
+    finite-d mean correction (real Gaussian data) is added and the two-resolvent kernel built.
     """
     lam_lo, lam_hi = pop.lam.min(), pop.lam.max()
     x_hi = lam_hi * (1 + math.sqrt(gamma)) ** 2 * math.e
@@ -242,18 +254,60 @@ def spectral(pop: Population, gamma: float, gamma_m1: float, scale: float) -> Sp
     w_nodes, dw = np.concatenate(w_nodes), np.concatenate(dw)
     x = np.exp(w_nodes)
     mt = _continuation(x, pop, gamma, gamma_m1)
-    A = np.stack([np.ones_like(pop.lam), 1 / pop.lam, pop.lam]) * pop.weight
+    A = np.stack([np.ones_like(pop.lam), 1 / pop.lam, pop.lam])
     # z m_A(z) = -sum w A/(1 + lam mt) (generated resolvent term times z); dz = z dw
-    zmA = np.stack([(_eq.resolvent_term(mt[:, None], pop.lam[None, :], a[None, :], 1.0, _f=_F))
-                    .sum(axis=1) for a in A])
+    zmA = np.stack([(_eq.resolvent_term(mt[:, None], pop.lam[None, :], (a * pop.weight)[None, :],
+                                        1.0, _f=_F)).sum(axis=1) for a in A])
+    kernel, mt0 = _kernel(pop, gamma, A * pop.weight)
+    null = kernel[0]
+    pair = None
+    if d is not None:
+        zmA = zmA + _fluctuation(mt, x, pop, gamma, A) / d
+        if gamma > 1:  # the kernel is the pole at 0: its overlap masses shift by -(z delta_A)(0)
+            kernel = kernel - _fluctuation(np.array([mt0]), np.zeros(1), pop, gamma, A)[:, 0] / d
+        elif gamma_m1 == 0:  # hard edge: the correction's atom at 0 (off the contour)
+            s_inv = pop.weight @ (1 / pop.lam)
+            kernel = kernel + np.array([_eq.hard_edge_atom(pop.weight @ (a / pop.lam), s_inv,
+                                                           _f=_F) for a in A]) / d
+        pair = _pair(mt, x, x * dw, pop, gamma)
     wt = -zmA * dw / np.pi
-    kernel = _kernel(pop, gamma, A)
-    # consistency: the bulk mass must be min(1, 1/gamma)
+    # consistency: bulk + atom at 0 must hold all the mass (the correction carries none)
     bulk = np.imag(wt[0].sum())
-    if abs(bulk - min(1.0, 1.0 / gamma)) > 1e-7:
-        raise ConvergenceError(f"ldm: contour quadrature lost mass ({bulk!r} vs "
-                               f"{min(1.0, 1.0 / gamma)!r}) at gamma = {gamma}")
-    return Spectral(scale * x, wt, kernel)
+    if abs(bulk + kernel[0] - 1.0) > 1e-7:
+        raise ConvergenceError(f"ldm: contour quadrature lost mass ({bulk!r} + {kernel[0]!r} "
+                               f"vs 1) at gamma = {gamma}")
+    return Spectral(scale * x, wt, kernel, null, pair)
+
+
+def _fluctuation(mt, z, pop: Population, gamma: float, A) -> np.ndarray:
+    """(3, nodes): z delta_A(z), the O(1) correction of tr(A Q(z)) times z, A rows unweighted."""
+    w = pop.weight
+    f2, fp, f3 = _eq.fluctuation_terms(mt[:, None], pop.lam[None, :], _f=_F)
+    _, base1 = _eq.silverstein_base(mt, z, 0.0, _f=_F)  # dG/dmt does not involve gamma - 1
+    G_m = base1 + _eq.silverstein_term(mt[:, None], pop.lam[None, :], gamma, _f=_F)[1] @ w
+    S2, Q3 = f2 @ w, f3 @ w
+    return np.stack([_eq.fluctuation_mean(S2, fp @ (w * a), Q3, f3 @ (w * a), G_m, gamma, mt,
+                                          _f=_F) for a in A])
+
+
+def _pair(mt, x, dz, pop: Population, gamma: float) -> tuple:
+    """Two-resolvent kernel on Gamma+ x Gamma+ and Gamma+ x Gamma- (conjugate nodes)."""
+    R, P = _eq.overlap_factors(mt[:, None], pop.lam[None, :], _f=_F)
+    Rw, Pw = R * pop.weight, gamma * P * pop.weight
+    fpp = _eq.two_point(Rw @ R.T, Pw @ P.T, x[:, None], x[None, :], _f=_F)
+    fpm = _eq.two_point(Rw @ R.conj().T, Pw @ P.conj().T, x[:, None], x.conj()[None, :], _f=_F)
+    return dz, fpp, fpm
+
+
+def _two_resolvent(sp_: Spectral, j) -> float:
+    """Y = (1/(2 pi i))^2 oint oint j(z1) j(z2) tr(Sigma^-1 Q1 Sigma Q2)/d dz1 dz2.
+
+    ``j`` at the Gamma+ nodes, real on the real axis; Gamma- carries the conjugate nodes with
+    weights -conj(dz), and conjugation symmetry folds the four blocks into two.
+    """
+    dz, fpp, fpm = sp_.pair
+    a = j * dz
+    return float(-(np.real(a @ fpp @ a) - np.real(a @ fpm @ a.conj())) / (2 * np.pi**2))
 
 
 def _continuation(x, pop: Population, gamma: float, gamma_m1: float):
@@ -288,10 +342,10 @@ def _continuation(x, pop: Population, gamma: float, gamma_m1: float):
     return out
 
 
-def _kernel(pop: Population, gamma: float, A) -> np.ndarray:
-    """Overlap masses tr(A P_0)/d of the kernel of C (zero when gamma <= 1)."""
+def _kernel(pop: Population, gamma: float, A) -> tuple:
+    """Overlap masses tr(A P_0)/d of the kernel of C (zero when gamma <= 1), and mt(0)."""
     if gamma <= 1:
-        return np.zeros(3)
+        return np.zeros(3), math.nan
     lw = pop.weight * gamma
     # the kernel equation is increasing and concave in mt: Newton from below stays below
     mt = 1.0 / (gamma * (pop.weight @ pop.lam))
@@ -303,7 +357,7 @@ def _kernel(pop: Population, gamma: float, A) -> np.ndarray:
             break
     else:
         raise ConvergenceError("ldm: kernel equation did not converge")
-    return A @ _eq.kernel_term(mt, pop.lam, _f=_F)[2]
+    return A @ _eq.kernel_term(mt, pop.lam, _f=_F)[2], mt
 
 
 # -- result and driver -----------------------------------------------------------------------
@@ -460,7 +514,7 @@ def ldm(*, n_over_d, spectrum="isotropic", lam=0.0, tau=None, T: int = 1000,
             check_degenerate(N - 1, d, lm, tu, "N <= d + 1")
         key = (gamma, scale)
         if key not in cache:
-            cache[key] = spectral(pop, gamma, gm1, scale)
+            cache[key] = spectral(pop, gamma, gm1, scale, d)
         sch = Schedule.linear(T, bmin, bmax)
         rows.append(_point(pop, cache[key], sch, lm, tu, mn, n_inv))
         gammas.append(gamma)
@@ -497,11 +551,17 @@ def _point(pop: Population, sp_: Spectral, sch: Schedule, lam, tau, mean_norm, n
     k0 = -math.expm1(lr0)
     M1, Msi, Ms = sp_.kernel
     has_kernel = M1 > 0
+    if has_kernel and min(Msi, Ms) <= 0:
+        raise ConvergenceError("ldm: the O(1/d) correction exceeds an overlap mass of the "
+                               "kernel of C (d too small for the finite-d expansion)")
     v0 = math.exp(lv0)
     tr_v = I(v, 1) + Msi * v0
     logdet_g = I(np.log(v), 0) + (M1 * lv0 if has_kernel else 0.0)
-    maha_gd = _eq.mahalanobis(mean_norm, I(r**2, 1) + Msi * math.exp(2 * lr0), n_inv,
-                              I(k**2, 0) + M1 * k0**2, _f=_F)
+    # sample-mean term tr(K Sigma^-1 K Sigma)/d with K = k0 I + (K - k0 I) (two resolvents)
+    two = 0.0 if sp_.pair is None else (k0**2 + 2 * k0 * (I(k, 0) + M1 * k0 - k0)
+                                        + _two_resolvent(sp_, k - k0))
+    maha_gd = _eq.mahalanobis(mean_norm, I(r**2, 1) + Msi * math.exp(2 * lr0), n_inv, two,
+                              _f=_F)
     kl_gd = _eq.gaussian_kl(tr_v, logdet_g, pop.mean_log, maha_gd, _f=_F)
     # KL(data || gen): the kernel term mass (1 + k0^2/N) / v0 may be astronomically large
     bulk_dg = _eq.gaussian_kl(I(1 / v, 2), pop.mean_log, logdet_g,
@@ -522,7 +582,7 @@ def _point(pop: Population, sp_: Spectral, sch: Schedule, lam, tau, mean_norm, n
     kl_o = _eq.gaussian_kl(pop.weight @ np.exp(log_ratio), pop.weight @ log_ratio, 0.0, maha_o,
                            _f=_F)
     total_v = I(v, 0) + M1 * v0
-    span = 1.0 - M1 * v0 / total_v
+    span = 1.0 - sp_.null * v0 / total_v
     # per-step errors (arrays over t)
     iq2 = np.imag(q2 @ sp_.wt[0]) + M1 * m0.q2[:, 0]
     isw2 = np.imag(w2 @ sp_.wt[2]) + Ms * m0.w2[:, 0]

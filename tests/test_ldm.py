@@ -10,6 +10,7 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from scipy import integrate
+from scipy.special import digamma
 
 from rmtsolve.errors import ParameterError
 from rmtsolve.ldm import ldm
@@ -79,11 +80,93 @@ def test_overlap_traces_against_large_sample():
         assert float(np.imag(sp_.wt[row] @ f(sp_.z))) == pytest.approx(emp, rel=5e-3)
 
 
+# -- finite-d corrections ------------------------------------------------------------------
+def _bulk(sp_, f, row):
+    return float(np.imag(sp_.wt[row] @ f(sp_.z)))
+
+
+@pytest.mark.parametrize("spectrum", ["isotropic", "powerlaw:1", "powerlaw:2"])
+@pytest.mark.parametrize("d, n", [(20, 40), (100, 400)])
+def test_finite_d_correction_reproduces_exact_wishart_moments(spectrum, d, n):
+    # exact for real Gaussian data: E log det(Z Z^T/n) = sum_i psi((n - i)/2) + log(2/n) and
+    # E C'^{-1} = n/(n - d - 1) Sigma^{-1}; the correction must turn the O(1/n) error of the
+    # continuum equivalent into O(1/n^2), for every overlap weight A
+    pop = L.population(spectrum, d)
+    lam = pop.lam * np.ones(d)
+    base = L.spectral(pop, d / n, (d - n) / n, 1.0)
+    corr = L.spectral(pop, d / n, (d - n) / n, 1.0, d)
+    i = np.arange(d)
+    exact = (np.log(lam).sum() + np.sum(digamma((n - i) / 2) + math.log(2 / n))) / d
+    assert abs(_bulk(base, np.log, 0) - exact) > 1e-3
+    assert abs(_bulk(corr, np.log, 0) - exact) < 3 / n**2
+    # n/(n - d - 1) = (n/(n - d)) (1 + 1/(n - d) + 1/(n - d)^2 + ...)
+    for row, A in ((0, np.ones(d)), (1, 1 / lam), (2, lam)):
+        exact = n / (n - d - 1) * np.mean(A / lam)
+        assert abs(_bulk(base, lambda z: 1 / z, row) / exact - 1) > 0.8 / (n - d)
+        assert _bulk(corr, lambda z: 1 / z, row) == pytest.approx(exact, rel=1.2 / (n - d)**2)
+
+
+@pytest.mark.parametrize("spectrum, d, n, draws", [("powerlaw:1", 60, 30, 600),
+                                                    ("powerlaw:2", 40, 10, 2000)])
+def test_finite_d_kernel_overlaps_against_sampling(spectrum, d, n, draws):
+    # tr(A P_0)/d, P_0 the kernel projector of C' (n < d): the corrected masses agree with
+    # sampling within 4 se where the continuum equivalent is off by more than 4 se
+    pop = L.population(spectrum, d)
+    rng = np.random.default_rng(7)
+    vals = []
+    for _ in range(draws):
+        Z = rng.standard_normal((n, d)) * np.sqrt(pop.lam)
+        U = np.linalg.eigh(Z.T @ Z / n)[1][:, : d - n]
+        vals.append([np.mean((U**2).sum(1) * a) for a in (1 / pop.lam, pop.lam)])
+    mean, se = np.mean(vals, 0), np.std(vals, 0) / math.sqrt(draws)
+    base = L.spectral(pop, d / n, (d - n) / n, 1.0).kernel
+    corr = L.spectral(pop, d / n, (d - n) / n, 1.0, d).kernel
+    assert corr[0] == base[0] == pytest.approx(1 - n / d, abs=1e-12)  # exact dimension
+    assert np.all(np.abs(corr[1:] - mean) < 4 * se)
+    assert np.all(np.abs(base[1:] - mean) > 4 * se)
+
+
+def test_hard_edge_atom_at_gamma_one():
+    # n = d: no kernel, but the correction keeps an atom (sum w A/lam)/(4 d sum w/lam) at 0
+    d = 50
+    pop = L.population("powerlaw:1", d)
+    sp_ = L.spectral(pop, 1.0, 0.0, 1.0, d)
+    assert sp_.null == 0.0
+    assert sp_.kernel[0] == pytest.approx(1 / (4 * d), rel=1e-12)
+    s_inv = np.mean(1 / pop.lam)
+    assert sp_.kernel[1] == pytest.approx(np.mean(pop.lam**-2) / (4 * d * s_inv), rel=1e-12)
+    # the contour stops at 1e-16 lam_min: the 1/sqrt(c) density below it holds ~ 1e-8
+    assert float(np.imag(sp_.wt[0].sum())) + sp_.kernel[0] == pytest.approx(1.0, abs=2e-8)
+
+
+def test_two_resolvent_trace_against_sampling():
+    # tr(Sigma^{-1} f(C) Sigma f(C))/d with f(0) = 0: the leading-order two-resolvent
+    # equivalent (it enters the KL divided by N) vs sampling, and far from tr(f(C)^2)/d
+    d, n = 60, 30
+    pop = L.population("powerlaw:2", d)
+    f = lambda x: x / (x + 0.2)  # noqa: E731
+    sp_ = L.spectral(pop, d / n, (d - n) / n, 1.0, d)
+    got = L._two_resolvent(sp_, f(sp_.z))
+    rng = np.random.default_rng(2)
+    vals, sq = [], []
+    for _ in range(300):
+        Z = rng.standard_normal((n, d)) * np.sqrt(pop.lam)
+        c, U = np.linalg.eigh(Z.T @ Z / n)
+        fc = f(np.where(np.arange(d) < d - n, 0.0, c))
+        F = (U * fc) @ U.T
+        vals.append(np.trace((F / pop.lam[:, None]) @ (F * pop.lam[:, None])) / d)
+        sq.append(np.mean(fc**2))
+    assert got == pytest.approx(np.mean(vals), rel=0.02)
+    assert abs(np.mean(sq) - np.mean(vals)) > 0.5 * np.mean(vals)
+
+
 @pytest.mark.parametrize("spectrum, n_over_d, lam, tau, mean_norm", [
     ("isotropic", 0.5, 1e-2, None, 1.0),
     ("isotropic", 2.0, 0.0, None, 0.0),
     ("powerlaw:1", 1.0, 0.0, 100.0, 1.0),
     ("powerlaw:0.5", 4.0, 0.1, 10.0, 0.0),
+    ("isotropic", 121 / 120, 0.1, None, 1.0),  # N - 1 = d: hard edge, gamma = 1 exactly
+    ("powerlaw:1", 121 / 120, 0.0, 100.0, 0.0),
 ])
 def test_theory_matches_simulation(spectrum, n_over_d, lam, tau, mean_norm):
     kw = dict(n_over_d=n_over_d, spectrum=spectrum, lam=lam, tau=tau, mean_norm=mean_norm, d=120)
