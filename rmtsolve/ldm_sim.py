@@ -7,8 +7,9 @@ exact Gaussian KL divergences, errors and span fraction.  :func:`monte_carlo_sam
 the actual stochastic sampler with the matrix denoisers of SPEC section 2, as an independent
 check of the propagated law.
 
-Sigma is taken diagonal (the model is rotation equivariant); mu is drawn per seed uniformly
-on the sphere of radius sqrt(d mean_norm) (a generic direction).
+Sigma is taken diagonal (the model is rotation equivariant); mu is a generic direction with
+||mu||^2 = d mean_norm spread evenly over the eigenvectors of Sigma (components
++-sqrt(mean_norm), signs drawn per seed).
 """
 from __future__ import annotations
 
@@ -70,8 +71,11 @@ class LDMSimulation:
 
 def _draw(rng, pop_lam, N, mean_norm):
     d = pop_lam.size
-    u = rng.standard_normal(d)
-    mu = u * math.sqrt(d * mean_norm) / np.linalg.norm(u)
+    # equal weight mean_norm on every eigenvector of Sigma, random signs: mu^T B mu / d is
+    # then exactly mean_norm tr(B)/d for every B diagonal in that basis (the oracle) and on
+    # average for B = f(C); a uniform direction gives the same mean with chi-square noise
+    # that is heavy when B is (power-law spectra, 1/lambda weights)
+    mu = rng.choice([-1.0, 1.0], size=d) * math.sqrt(mean_norm)
     X = mu + rng.standard_normal((N, d)) * np.sqrt(pop_lam)
     return mu, X
 
