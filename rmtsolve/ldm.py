@@ -446,7 +446,8 @@ def sample_size(n_over_d: float, d: int) -> int:
     """N = round(n_over_d d), at least 2 (the centred covariance needs two samples)."""
     N = int(round(n_over_d * d))
     if N < 2:
-        raise ParameterError("n_over_d, d", "such that N = round(n_over_d d) >= 2", n_over_d * d)
+        raise ParameterError("n_over_d, d", "such that N = round(n_over_d d) >= 2",
+                             float(n_over_d * d))
     return N
 
 
