@@ -106,6 +106,21 @@ def test_finite_d_correction_reproduces_exact_wishart_moments(spectrum, d, n):
         assert _bulk(corr, lambda z: 1 / z, row) == pytest.approx(exact, rel=1.2 / (n - d)**2)
 
 
+@settings(max_examples=30, deadline=None)
+@given(d=st.integers(8, 60), extra=st.integers(6, 120), seed=st.integers(0, 10**6),
+       row=st.sampled_from([0, 1, 2]))
+def test_finite_d_inverse_moment_property(d, extra, seed, row):
+    # any population (log-uniform eigenvalues over two decades): E tr(A C'^{-1})/d is exactly
+    # n/(n - d - 1) tr(A Sigma^{-1})/d; corrected equivalent within 1.2/(n - d)^2 of it
+    n = d + extra
+    lam = np.exp(np.random.default_rng(seed).uniform(-2.3, 2.3, d))
+    pop = L.population(lam, d)
+    corr = L.spectral(pop, d / n, (d - n) / n, 1.0, d)
+    A = (np.ones(d), 1 / lam, lam)[row]
+    exact = n / (n - d - 1) * np.mean(A / lam)
+    assert _bulk(corr, lambda z: 1 / z, row) == pytest.approx(exact, rel=1.2 / (n - d) ** 2)
+
+
 @pytest.mark.parametrize("spectrum, d, n, draws", [("powerlaw:1", 60, 30, 600),
                                                     ("powerlaw:2", 40, 10, 2000)])
 def test_finite_d_kernel_overlaps_against_sampling(spectrum, d, n, draws):
