@@ -10,7 +10,7 @@ with 5 x the seeds (stage 2, see ``CONFIRM``) and both stages are reported.  For
 with the 1/d extrapolation of the simulations (weighted fit a + b/d over d).  The slope of
 excess KL per dimension against d/N at large N/d is fitted for every spectrum.
 
-Grid (a stated subset of the full product, ~20 min with --jobs 2 on this machine; seeds
+Grid (a stated subset of the full product, ~10 min with --jobs 2 on this machine; seeds
 per d in ``SEEDS``):
   A: N/d in {0.25, 0.5, 1, 2, 4, 16} x spectra {isotropic, powerlaw:0.5, 1, 2} x
      (lam, tau) in {0, 1e-2, 1e-1} x {inf, 10, 100} x mean_norm {0, 1}, d = 100 and 200;
