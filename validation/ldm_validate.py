@@ -6,8 +6,9 @@ Compares, per point, the finite-d deterministic equivalent (``rmtsolve.ldm.ldm(d
 with the same-d simulation (``rmtsolve.ldm_sim.simulate_ldm``: N Gaussian samples per seed,
 exact law of the DDPM sampler).  Acceptance per point and quantity:
 |theory - sim| <= max(2 % |sim|, 3 stderr); a point with a failing check is simulated again
-with 5 x the seeds (stage 2, see ``CONFIRM``) and both stages are reported.  For isotropic data the d -> inf limit is compared
-with the 1/d extrapolation of the simulations (weighted fit a + b/d over d).  The slope of
+with 5 x the seeds (stage 2, see ``CONFIRM``) and both stages are reported.  For isotropic
+data the d -> inf limit is compared with the 1/d extrapolation of the simulations (weighted
+fit a + b/d over d).  The slope of
 excess KL per dimension against d/N at large N/d is fitted for every spectrum.
 
 Grid (a stated subset of the full product, ~10 min with --jobs 2 on this machine; seeds
@@ -52,8 +53,8 @@ ND = (0.25, 0.5, 1.0, 2.0, 4.0, 16.0)
 SPECTRA = ("isotropic", "powerlaw:0.5", "powerlaw:1", "powerlaw:2")
 LAMS, TAUS = (0.0, 1e-2, 1e-1), (math.inf, 10.0, 100.0)
 # seeds per d: the per-dimension fluctuations shrink like 1/d, so these give comparable
-# standard errors at every d, small enough (3 stderr < 2 % for every KL) that a
-# chance fluctuation cannot reach the 2 % floor (5 sigma and more) across thousands of checks;
+# standard errors at every d, small enough that 3 stderr is below the 2 % floor for all but
+# one of the 1832 checks of the two KLs (a chance fluctuation must then be a 5-sigma one);
 # with few seeds |theory - sim|/stderr is Student-t: P(|t| > 3) = 1.5 % for 10 seeds
 SEEDS = {100: 160, 200: 60, 400: 20, 800: 20}
 # Differences such as excess_kl are small against their noise, so for them 3 stderr stays
