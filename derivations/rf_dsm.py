@@ -21,6 +21,22 @@ and checked:
 8. The same fixed point at a complex ridge lam = -z (gam = 0) is the deterministic
    equivalent of the resolvent (U - z)^{-1} of U = Phi^T Phi/(n m): its normalised trace is
    g = G / a_I, the Stieltjes transform of the spectral law of U (SPEC 1.4).
+
+Anisotropic data x ~ N(0, Sigma) (SPEC 1.5) re-derive steps 2, 3 and 6 without Omega:
+
+9. The rotated rows along an eigen-direction of Sigma with eigenvalue ell: input variances
+   v_tau(ell) linear in ell; Gaussian equivalence at preactivation variance v_t = rho s2 + D.
+10. Leave-one-out over the columns w_i of W (Silverstein structure) for
+    Q = (W M W^T/d + a_I)^{-1}, M = diag(M(ell_i)): tr Q/p = g with
+    1 = a_I g + g E_H[M/(1 + psi_p g M)], and w_i^T Q w_i/d = psi_p h(ell_i),
+    h = g/(1 + psi_p g M) -- expectations over the population law H of Sigma.
+11. Every residual and the loss are affine in such expectations, so the system is in node
+    form: F = E_H[f(ell)], L = E_H[l(ell)], and the coordinate-wise loss l(ell) gives the test
+    error by eigenvalue.  At H = delta_1 it is asserted to have the same solutions and the same
+    loss as the isotropic system of steps 1-7 (two independent routes: the MP law of Omega
+    there, the column leave-one-out here).
+12. The floor of the test error: the best linear predictor E[z|y] = sqrt(D) Sigma_t^{-1} y
+    gives e^{-2t} ell/(e^{-2t} ell + D) per coordinate, and test - floor = D E||s_A - s*||^2/d.
 """
 from __future__ import annotations
 
@@ -34,30 +50,34 @@ iota = sp.Symbol("iota", nonnegative=True)  # 1/m
 m = sp.Symbol("m", positive=True)
 mu1, mus2, mue2 = sp.symbols("mu1 mu_s2 mu_e2", real=True)  # mu1, mu_s^2, mu_e^2
 g = sp.Symbol("g")  # int dmu(x)/(a_O x + a_I) over MP(psi_p)
+ell = sp.Symbol("ell", nonnegative=True)  # an eigenvalue of Sigma (anisotropic data)
+s2 = sp.Symbol("s2", positive=True)  # tr Sigma / d
 k0, k1, G = sp.symbols("k0 k1 G")  # unknowns: 1/(1 + delta_tau) and a_I g
 rho = sp.exp(-2 * t)  # squared signal coefficient e^{-2t}
 D = 1 - rho  # noise variance D_t
 
 
-def step1_gaussian_equivalence():
+def step1_gaussian_equivalence(var=sp.Integer(1), cov=rho):
     """Covariances of the Gaussian-equivalent features of two copies of one data point.
 
     With h = W y / sqrt(d), two copies y_j, y_k of the same x have preactivations of
-    unit variance and correlation rho = e^{-2t} (j != k).  Hermite expansion
-    sigma = sum_k c_k He_k/sqrt(k!) gives E sigma(u) sigma(v) = sum_k rho^k c_k^2, so the
-    part beyond mu0 and the linear term mu1 h splits into mu_s^2 = sum_{k>=2} rho^k c_k^2
-    shared within a group and mu_e^2 = mustar^2 - mu_s^2 private to each copy.
+    variance ``var`` and covariance ``cov`` (j != k): 1 and rho = e^{-2t} for isotropic data,
+    v_t = rho s2 + D and rho s2 for x ~ N(0, Sigma) (step 9).  With mu1 = E h sigma(h)/var
+    (= E sigma'(h)) the part of sigma(h) beyond mu0 + mu1 h is uncorrelated with h; it splits
+    into mu_s^2 = K(cov) - mu0^2 - cov mu1^2, shared within a group (for unit variance
+    sum_{k>=2} rho^k c_k^2 in Hermite coefficients c_k), and mu_e^2 = mustar^2 - mu_s^2,
+    private to each copy, where mustar^2 = E sigma(h)^2 - mu0^2 - var mu1^2.
     """
-    K = sp.Function("K")  # kernel E sigma(u) sigma(v) at correlation rho
+    K = sp.Function("K")  # kernel E sigma(h_j) sigma(h_k) at covariance cov
     mu0, mustar2 = sp.symbols("mu0 mustar2")
-    shared = K(rho) - mu0**2 - rho * mu1**2  # = mu_s^2 by definition
-    private = (mu0**2 + mu1**2 + mustar2) - mu0**2 - mu1**2 - shared  # E sigma^2 - ... - shared
+    shared = K(cov) - mu0**2 - cov * mu1**2  # = mu_s^2 by definition
+    private = (mu0**2 + var * mu1**2 + mustar2) - mu0**2 - var * mu1**2 - shared  # E sigma^2 - ...
     # Gaussian-equivalent copy: mu0 + mu1 h_j + mu_s xi + mu_e eta_j reproduces both moments.
-    ge_same = mu0**2 + mu1**2 + mus2 + mue2
-    ge_cross = mu0**2 + rho * mu1**2 + mus2
+    ge_same = mu0**2 + var * mu1**2 + mus2 + mue2
+    ge_cross = mu0**2 + cov * mu1**2 + mus2
     subs = {mus2: shared, mue2: private}
-    assert sp.simplify(ge_same.subs(subs) - (mu0**2 + mu1**2 + mustar2)) == 0
-    assert sp.simplify(ge_cross.subs(subs) - K(rho)) == 0
+    assert sp.simplify(ge_same.subs(subs) - (mu0**2 + var * mu1**2 + mustar2)) == 0
+    assert sp.simplify(ge_cross.subs(subs) - K(cov)) == 0
     return [("shared", sp.Eq(mus2, shared)), ("private", sp.Eq(mue2, private))]
 
 
@@ -205,6 +225,119 @@ def hh_formula(g_, aO_):
     return g_ / (1 + psi_p * aO_ * g_)
 
 
+def step9_anisotropic_rows():
+    """Steps 2-3 for x ~ N(0, Sigma), along an eigen-direction of Sigma with eigenvalue ell.
+
+    W is rotation invariant, so Sigma may be taken diagonal.  Along a direction with eigenvalue
+    ell, Var(sum_j a_j y_j) = rho ell S1^2 + D S2 (y_j = e^{-t} x + sqrt(D) z_j); the
+    cross-covariance with the target and the target variance do not involve x, and the
+    nonlinear parts are step 1's at preactivation variance v_t = rho s2 + D (covariance rho s2
+    between copies), i.e. mu1 = E sigma'(h), h ~ N(0, v_t).  Given W the features of population
+    tau have covariance mu1^2 W V_tau W^T/d + kappa_tau^2 I with V_tau = diag(v_tau(ell_i)).
+    """
+    ge = step1_gaussian_equivalence(rho * s2 + D, rho * s2)
+    iso = step1_gaussian_equivalence()
+    assert all(sp.simplify(a[1].rhs.subs(s2, 1) - b[1].rhs) == 0 for a, b in zip(ge, iso))
+    S1, S2 = sp.symbols("S1 S2")
+    var_y = rho * ell * S1**2 + D * S2
+    cov_zy = sp.sqrt(D) * S2
+    noise = mus2 * S1**2 + mue2 * S2
+    rows = {"mean": {S1: sp.sqrt(m), S2: 1}, "orth": {S1: 0, S2: 1}}
+    pops = {name: dict(v=sp.expand(var_y.subs(sub)), c=cov_zy.subs(sub), q=sp.Integer(1),
+                       kappa2=sp.expand(noise.subs(sub))) for name, sub in rows.items()}
+    pops["test"] = dict(v=rho * ell + D, c=sp.sqrt(D), q=sp.Integer(1), kappa2=mus2 + mue2)
+    iso_pops = step3_linear_gaussian(step2_rotate_groups())
+    for name in pops:  # at ell = 1 the isotropic populations of steps 2-3
+        for key in ("v", "c", "q", "kappa2"):
+            assert sp.simplify(pops[name][key].subs(ell, 1) - iso_pops[name][key]) == 0
+    return ge, pops
+
+
+def step10_column_leave_one_out():
+    """Traces over W (Silverstein structure) for Sigma-dependent feature covariances.
+
+    Q = (W M W^T/d + a_I)^{-1} with W = [w_1 .. w_d] (columns in R^p, iid N(0, I_p)) and
+    M = diag(M(ell_i)).  Removing the column w_i (Sherman-Morrison, checked here):
+    w_i^T Q = s_i w_i^T Q_{-i}, s_i = 1/(1 + M_i e), e = w_i^T Q_{-i} w_i/d -> tr Q/d = psi_p g.
+    Hence (a) w_i^T Q w_i/d = psi_p h(ell_i), h = g s = g/(1 + psi_p g M);
+    (b) 1 = tr(Q Q^{-1})/p = a_I g + g E_H[M s] (Silverstein's equation);
+    (c) tr(W F W^T Q)/(d p) = E_H[F h] for diagonal F.  At H = delta_1, (b) is the
+    Marchenko-Pastur fixed point of step 6.
+    """
+    w = sp.Matrix(sp.symbols("w1 w2"))
+    Qm = sp.Matrix(2, 2, sp.symbols("p11 p12 p12 p22"))  # Q_{-i}: symmetric
+    Mi, dd = sp.symbols("M_i d", positive=True)
+    Q = (Qm.inv() + Mi * w * w.T / dd).inv()
+    e = (w.T * Qm * w)[0] / dd
+    assert sp.simplify(w.T * Q - w.T * Qm / (1 + Mi * e)) == sp.zeros(1, 2)
+    assert sp.simplify((w.T * Q * w)[0] / dd - e / (1 + Mi * e)) == 0  # (a)
+    aO_, aI_ = sp.symbols("a_O a_I", positive=True)
+    silverstein = aI_ * g + g * aO_ / (1 + psi_p * g * aO_) - 1  # (b) at H = delta_1, M = a_O
+    mp_fixed = g - 1 / (aO_ / (1 + psi_p * aO_ * g) + aI_)
+    assert sp.simplify(silverstein - mp_fixed * (aI_ + aO_ / (1 + psi_p * g * aO_))) == 0
+
+
+def step11_anisotropic_system(pops, F_iso, L_iso):
+    """Node form of the anisotropic system, and its reduction to steps 1-7 at Sigma = I.
+
+    M(ell) = mu1^2 (sum_tau alpha_tau k_tau v_tau(ell) + gam v_test(ell)); a_I, H_c and q are
+    those of step 6.  With g = G/a_I and h(ell) = G/(a_I + psi_p G M(ell)):
+    delta_tau = (p/N)(mu1^2 E_H[v_tau h] + kappa_tau^2 g) (step 10 (c)), Silverstein's
+    equation divided by a_I reads E_H[1 - G - G M/(a_I + psi_p G M)] = 0, and the loss of the
+    output coordinate along an eigenvalue ell is l(ell) = q - psi_p mu1^2 H_c^2 h(ell)
+    (step 10 (a): c_k = mu1 H_c w_k / sqrt(d)), so L = E_H[l].
+    """
+    P = {"mean": {k: sp.expand(v.subs(m, 1 / iota)) for k, v in pops["mean"].items()}, "orth": pops["orth"]}
+    test = pops["test"]
+    alpha = {"mean": iota, "orth": 1 - iota}
+    kk = {"mean": k0, "orth": k1}
+
+    def weighted(key):
+        return sum(sp.expand(alpha[k] * P[k][key]) * kk[k] for k in P) + gam * test[key]
+
+    M = mu1**2 * weighted("v")
+    aI = weighted("kappa2") + lam
+    Hc, qbar = weighted("c"), weighted("q")
+    g_ = G / aI
+    h = G / (aI + psi_p * M * G)
+    assert sp.simplify(h - g_ / (1 + psi_p * g_ * M)) == 0
+    f = [1 - kk[k] - kk[k] * psi_p / psi_n * (mu1**2 * sp.expand(iota * P[k]["v"]) * h
+                                                + sp.expand(iota * P[k]["kappa2"]) * g_) for k in P]
+    f.append(1 - G - G * M / (aI + psi_p * G * M))
+    loss = qbar - psi_p * mu1**2 * Hc**2 * h
+    # Sigma = I: the same k-equations and loss, and a G-equation with the same solutions
+    # (a non-vanishing factor apart) as the Marchenko-Pastur route of step 6.
+    at1 = {ell: 1}
+    assert sp.simplify(f[0].subs(at1) - F_iso[0]) == 0
+    assert sp.simplify(f[1].subs(at1) - F_iso[1]) == 0
+    aO1 = M.subs(at1)
+    assert sp.simplify(f[2].subs(at1) * (aI + psi_p * G * aO1) / (aO1 + aI) + F_iso[2]) == 0
+    assert sp.simplify(loss.subs(at1) - L_iso) == 0
+    for e in f + [loss]:  # m = infinity (iota = 0) stays a regular point
+        assert sp.denom(sp.together(e)).subs(iota, 0) != 0
+    return f, loss, dict(M=M, a_I=aI, H_c=Hc, q=qbar, h=h)
+
+
+def step12_floor():
+    """The smallest test error and the score error (SPEC 1.5).
+
+    Per coordinate along an eigenvalue ell: z = c y + e with c = sqrt(D)/(rho ell + D) (the best
+    linear predictor) and e independent of y, Var e = 1 - D/(rho ell + D) =: floor(ell).  For any
+    predictor beta of the features, E(beta + z)^2 = E(beta + c y)^2 + floor, and since
+    s_A - s* = (beta + c y)/sqrt(D) coordinate-wise, test - floor = D E(s_A - s*)^2.
+    """
+    v = rho * ell + D
+    c = sp.sqrt(D) / v
+    floor = 1 - D / v
+    assert sp.simplify(floor - rho * ell / (rho * ell + D)) == 0
+    Eb2, Eby = sp.symbols("E_beta2 E_beta_y")  # second moments of beta and of (beta, y)
+    Ez_b = c * Eby  # E[beta z] = c E[beta y]: e is independent of (beta, y)
+    test = Eb2 + 2 * Ez_b + 1
+    score = D * (Eb2 / D + 2 * c * Eby / D + c**2 * v / D)  # D E((beta + c y)/sqrt(D))^2
+    assert sp.simplify(test - floor - score) == 0
+    return floor
+
+
 def build() -> Module:
     ge = step1_gaussian_equivalence()
     pops = step3_linear_gaussian(step2_rotate_groups())
@@ -213,6 +346,10 @@ def build() -> Module:
     F, Lbar, blocks, F_shown, L_shown = step6_omega_traces(pops)
     for e in F + [Lbar]:  # step 7: m = infinity is iota = 0, a regular point of the system
         assert sp.denom(sp.together(e)).subs(iota, 0) != 0
+    ge_aniso, pops_aniso = step9_anisotropic_rows()
+    step10_column_leave_one_out()
+    f_node, l_node, ablocks = step11_anisotropic_system(pops_aniso, F, Lbar)
+    floor = step12_floor()
     u = [k0, k1, G]
     args = (k0, k1, G, psi_n, psi_p, iota, t, lam, gam, mu1, mus2, mue2)
     J = [sp.diff(f, v) for f in F for v in u]
@@ -228,6 +365,17 @@ def build() -> Module:
         Function("feature_stieltjes", args, (G / blocks[sp.Symbol("a_I")],),
                  "Step 8: tr((U - z)^{-1})/p = G/a_I at lam = -z, gam = 0."),
     ]
+    nargs = (ell,) + args
+    functions += [
+        Function("node_step_terms", nargs, tuple(f_node) + tuple(sp.diff(e, v) for e in f_node for v in u),
+                 "Step 11, per eigenvalue ell of Sigma: f (3) and df/d(k0, k1, G) (9); F = E_H[f]."),
+        Function("node_loss_terms", nargs,
+                 (l_node,) + tuple(sp.diff(l_node, v) for v in u) + (sp.diff(l_node, gam), sp.diff(l_node, lam))
+                 + tuple(sp.diff(e, gam) for e in f_node) + tuple(sp.diff(e, lam) for e in f_node),
+                 "Step 11, per eigenvalue: l, dl/du (3), dl/dgam, dl/dlam, df/dgam (3), df/dlam (3)."),
+        Function("test_error_floor", (ell, t), (floor,),
+                 "Step 12: the smallest test error along an eigenvalue ell of Sigma."),
+    ]
     eqs = ge + [(str(sym), sp.Eq(sym, expr)) for sym, expr in blocks.items()] + [
         ("k0 = 1/(1+delta0)", sp.Eq(F_shown[0], 0)),
         ("k1 = 1/(1+delta1)", sp.Eq(F_shown[1], 0)),
@@ -238,7 +386,27 @@ def build() -> Module:
                               sp.Symbol("L") - lam * sp.Derivative(sp.Symbol("L"), lam))),
         ("score_error", sp.Eq(sp.Symbol("score_error"), sp.Symbol("test_error") - rho)),
     ]
+    El = sp.Function("E_H")  # expectation over the population law H of Sigma's eigenvalues ell
+    Ms, aIs, hs = sp.symbols("M(ell) a_I h(ell)")
+    aeqs = ge_aniso + [
+        ("v_t", sp.Eq(sp.Symbol("v_t"), rho * s2 + D)),
+        ("M(ell)", sp.Eq(Ms, ablocks["M"])),
+        ("a_I", sp.Eq(aIs, ablocks["a_I"])),
+        ("H_c", sp.Eq(sp.Symbol("H_c"), ablocks["H_c"])),
+        ("q", sp.Eq(sp.Symbol("q"), ablocks["q"])),
+        ("h(ell)", sp.Eq(hs, G / (aIs + psi_p * G * Ms))),
+        ("k0 = 1/(1+delta0)", sp.Eq(El(f_node[0].subs(ablocks["h"], hs).subs(ablocks["a_I"], aIs)), 0)),
+        ("k1 = 1/(1+delta1)", sp.Eq(El(f_node[1].subs(ablocks["h"], hs).subs(ablocks["a_I"], aIs)), 0)),
+        ("G = a_I g (Silverstein)", sp.Eq(El(1 - G - G * Ms / (aIs + psi_p * G * Ms)), 0)),
+        ("loss L(lam, gam)", sp.Eq(sp.Symbol("L"), El(sp.Symbol("q") - psi_p * mu1**2 * sp.Symbol("H_c")**2 * hs))),
+        ("test_error_floor", sp.Eq(sp.Symbol("test_error_floor"), El(floor))),
+        ("score_error", sp.Eq(sp.Symbol("score_error"), sp.Symbol("test_error") - sp.Symbol("test_error_floor"))),
+    ]
+    latex_a, text_a = eq_block(
+        "RF-DSM with x ~ N(0, Sigma), population law H of the eigenvalues ell of Sigma (SPEC 1.5; "
+        "iota = 1/m, m = infinity is iota = 0); test_error = dL/dgam, train_error = L - lam dL/dlam at "
+        "gam = 0 (total derivatives); test_error_by_eigenvalue = d l(ell)/dgam", aeqs)
     latex, text = eq_block(
-        "RF-DSM deterministic equivalent (iota = 1/m; m = infinity is iota = 0); "
-        "total derivatives through the fixed point (implicit function theorem)", eqs)
-    return Module("rf_dsm", functions, latex, text)
+        "Isotropic data (Sigma = I): the same system through the Marchenko-Pastur law of W W^T/d "
+        "(asserted equivalent at H = delta_1)", eqs)
+    return Module("rf_dsm", functions, latex_a + latex, text_a + text)

@@ -7,6 +7,7 @@ Public entry points (imported lazily so that ``import rmtsolve`` stays fast):
 - :func:`feature_spectrum` -- spectral law of the RF-DSM feature matrix U;
 - :func:`score_error_integral` -- diffusion-time integral of the score error (KL bound);
 - :func:`coefficients` -- Gaussian-equivalence coefficients of an activation;
+- :func:`parse_spectrum`, :class:`Spectrum` -- population spectra of the data covariance;
 - :class:`MarchenkoPastur`, :class:`GeneralizedMarchenkoPastur` -- spectral laws;
 - :class:`ParameterError`, :class:`ConvergenceError`.
 """
@@ -19,14 +20,16 @@ from .errors import ConvergenceError, ParameterError
 # Eager: these functions share their module's name, which a submodule import would
 # otherwise bind on the package instead of the function.
 from .ldm import ldm
-from .rf_dsm import rf_dsm
+from .rf_dsm.solver import rf_dsm
 
 __version__ = "0.1.0"
 
 _LAZY = {
-    "simulate_rf_dsm": "rmtsolve.rf_dsm_sim",
-    "feature_spectrum": "rmtsolve.rf_dsm_spectrum",
-    "score_error_integral": "rmtsolve.rf_dsm_integral",
+    "simulate_rf_dsm": "rmtsolve.rf_dsm.sim",
+    "feature_spectrum": "rmtsolve.rf_dsm.spectrum",
+    "score_error_integral": "rmtsolve.rf_dsm.integral",
+    "parse_spectrum": "rmtsolve.population",
+    "Spectrum": "rmtsolve.population",
     "simulate_ldm": "rmtsolve.ldm_sim",
     "coefficients": "rmtsolve.coeffs",
     "resolve_activation": "rmtsolve.activations",

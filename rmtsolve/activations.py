@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ast
 import functools
+import math
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -129,6 +130,21 @@ def resolve_activation(spec) -> Activation:
     if callable(spec):
         return _from_callable(spec)
     raise ParameterError("activation", _ALLOWED, spec)
+
+
+@functools.lru_cache(maxsize=256)
+def scaled_activation(act: Activation, v, sqrt_v=None) -> Activation:
+    """sigma~(x) = sigma(sqrt(v) x): the activation seen by unit-variance inputs when the
+    preactivations have variance ``v`` (a float, or a decimal string for mpmath use with
+    ``sqrt_v`` its square root as an mpf)."""
+    sv = math.sqrt(float(v))
+    svm = mpmath.sqrt(mpmath.mpf(v)) if sqrt_v is None else sqrt_v
+    mp_func = None if act.mp_func is None else (lambda x, _f=act.mp_func: _f(x * svm))
+    mp_kinks = None if act.mp_kinks_func is None and not act.kinks else (
+        lambda: tuple(k / svm for k in act.mp_kinks()))
+    return Activation(f"{act.name} (variance {float(v):.6g})", f"{act.key}|variance={v!r}",
+                      lambda x, _f=act.np_func: _f(np.asarray(x, dtype=float) * sv), mp_func,
+                      tuple(k / sv for k in act.kinks), mp_kinks)
 
 
 @functools.lru_cache(maxsize=256)

@@ -287,7 +287,7 @@ def _cmd_ldm(a):
 
 def _cmd_simulate(a):
     if a.model == "rf-dsm":
-        from .rf_dsm_sim import simulate_rf_dsm
+        from .rf_dsm.sim import simulate_rf_dsm
 
         if a.psi_p is None:
             raise ParameterError("psi_p", "given (> 0) for a simulation", None)

@@ -41,7 +41,7 @@ import mpmath
 import numpy as np
 
 from ._backend import check_dps
-from .activations import Activation, resolve_activation
+from .activations import Activation, resolve_activation, scaled_activation
 from .errors import ConvergenceError, ParameterError, check_range
 
 KEYS = ("mu0", "mu1", "mustar", "mu_s", "mu_e")
@@ -78,7 +78,7 @@ class Coefficients:
         return {k: getattr(self, k) for k in KEYS}
 
 
-def coefficients(activation, t, *, dps: int | None = None) -> Coefficients:
+def coefficients(activation, t, *, dps: int | None = None, s2=1.0) -> Coefficients:
     """Gaussian-equivalence coefficients (mu0, mu1, mustar, mu_s, mu_e) at time t.
 
     Parameters
@@ -89,6 +89,13 @@ def coefficients(activation, t, *, dps: int | None = None) -> Coefficients:
         Diffusion time, > 0 and finite.
     dps : int, optional
         mpmath decimal digits; None (default) for double precision.
+    s2 : float (or decimal string when dps is given)
+        tr Sigma / d of the data (SPEC 1.5), >= 0.  The preactivations h = w.y/sqrt(d) then have
+        variance v_t = e^{-2t} s2 + D and covariance e^{-2t} s2 between two noisy copies of one
+        data point, and the coefficients are those of h: mu0 = E sigma(h), mu1 = E sigma'(h)
+        (= E h sigma(h)/v_t), mustar^2 = E sigma(h)^2 - mu0^2 - v_t mu1^2, mu_s^2 = E sigma(h_j)
+        sigma(h_k) - mu0^2 - e^{-2t} s2 mu1^2 (j != k), mu_e^2 = mustar^2 - mu_s^2.  s2 = 1 gives
+        the unit-variance coefficients of the module docstring.
 
     Raises
     ------
@@ -100,10 +107,19 @@ def coefficients(activation, t, *, dps: int | None = None) -> Coefficients:
     act = resolve_activation(activation)
     dps = check_dps(dps)
     _check_t(t)
+    try:
+        check_range("s2", s2, low=0.0)
+    except (TypeError, ValueError) as exc:
+        if isinstance(exc, ParameterError):
+            raise
+        raise ParameterError("s2", ">= 0 and finite", s2) from exc
+    unit = float(s2) == 1.0
     if dps is None:
-        return _coefficients_np(act, float(t))
+        return _coefficients_np(act, float(t)) if unit else _coefficients_var_np(act, float(t), float(s2))
     _require_mp(act)
-    return _coefficients_mp(act, _mp_key(t), dps)
+    if unit:
+        return _coefficients_mp(act, _mp_key(t), dps)
+    return _coefficients_var_mp(act, _mp_key(t), _mp_key(s2), dps)
 
 
 def coefficients_array(activation, t) -> dict:
@@ -194,14 +210,17 @@ def _closed_relu(rho, omr, ns):
     return 1 / ns.sqrt(2 * ns.pi), ns.one / 2, ns.one / 4 - 1 / (2 * ns.pi), mu_s2, mu_e2
 
 
-def _closed_erf(rho, omr, ns):
-    a, b = 2 * ns.one / 3, 2 * rho / 3
+def _closed_erf(rho, omr, ns, c=None):
+    """erf(a x) with c = 2a^2/(1 + 2a^2) (a = 1: c = 2/3): K(rho) = (2/pi) asin(c rho)."""
+    a = 2 * ns.one / 3 if c is None else c
+    b = a * rho
     mu_s2 = 2 / ns.pi * _asin_minus_x(b, ns)
     # asin(a) - asin(b) = asin((a^2 - b^2) / (a sqrt(1 - b^2) + b sqrt(1 - a^2)))
-    d = (2 * omr / 3) * (a + b) / (a * ns.sqrt(1 - b * b) + b * ns.sqrt(1 - a * a))
-    mu_e2 = 2 / ns.pi * ns.asin(d) - 4 * omr / (3 * ns.pi)
-    mustar2 = 2 / ns.pi * ns.asin(a) - 4 / (3 * ns.pi)
-    return ns.zero, 2 / ns.sqrt(3 * ns.pi), mustar2, mu_s2, mu_e2
+    d = (a * omr) * (a + b) / (a * ns.sqrt(1 - b * b) + b * ns.sqrt(1 - a * a))
+    mu_e2 = 2 / ns.pi * ns.asin(d) - 2 * a * omr / ns.pi
+    mustar2 = 2 / ns.pi * ns.asin(a) - 2 * a / ns.pi
+    mu1 = 2 / ns.sqrt(3 * ns.pi) if c is None else ns.sqrt(2 * a / ns.pi)
+    return ns.zero, mu1, mustar2, mu_s2, mu_e2
 
 
 def _closed_linear(rho, omr, ns):
@@ -340,7 +359,39 @@ def _coefficients_np(act: Activation, t: float) -> Coefficients:
 
 @functools.lru_cache(maxsize=8192)
 def _squares_np(act: Activation, t: float):
-    rho, omr = math.exp(-2.0 * t), -math.expm1(-2.0 * t)
+    return _squares_rho_np(act, math.exp(-2.0 * t), -math.expm1(-2.0 * t), t)
+
+
+def _coefficients_var_np(act: Activation, t: float, s2: float) -> Coefficients:
+    mu0, mu1, mustar2, mu_s2, mu_e2 = _squares_var_np(act, t, s2)
+    return Coefficients(mu0, mu1, math.sqrt(mustar2), math.sqrt(mu_s2), math.sqrt(mu_e2),
+                        t, act.name, None)
+
+
+@functools.lru_cache(maxsize=8192)
+def _squares_var_np(act: Activation, t: float, s2: float):
+    """Coefficients at preactivation variance v = e^{-2t} s2 + D (covariance e^{-2t} s2).
+
+    sigma(h) = sigma~(g) with g = h/sqrt(v) ~ N(0, 1) and sigma~(g) = sigma(sqrt(v) g); two
+    copies have correlation rho = e^{-2t} s2 / v, and mu1 = mu1~/sqrt(v).  relu and linear
+    are homogeneous (sigma~ = sqrt(v) sigma), erf has a closed form in v, other activations
+    go through the quadratures with the scaled function.
+    """
+    D = -math.expm1(-2.0 * t)
+    v = math.exp(-2.0 * t) * s2 + D
+    rho, omr = math.exp(-2.0 * t) * s2 / v, D / v
+    if act.key in ("name:relu", "name:linear"):
+        mu0, mu1, mustar2, mu_s2, mu_e2 = _squares_rho_np(act, rho, omr, t)
+        return mu0 * math.sqrt(v), mu1, mustar2 * v, mu_s2 * v, mu_e2 * v
+    if act.key == "name:erf":
+        mu0, mu1, mustar2, mu_s2, mu_e2 = _closed_erf(rho, omr, _NS_NP, 2 * v / (1 + 2 * v))
+    else:
+        mu0, mu1, mustar2, mu_s2, mu_e2 = _squares_rho_np(scaled_activation(act, v), rho, omr, t)
+    return mu0, mu1 / math.sqrt(v), mustar2, mu_s2, mu_e2
+
+
+def _squares_rho_np(act: Activation, rho: float, omr: float, t: float):
+    """Unit-variance coefficients at correlation rho = 1 - omr between copies (t for messages)."""
     closed = _CLOSED.get(act.key)
     if closed is not None:
         return closed(rho, omr, _NS_NP)
@@ -575,10 +626,45 @@ def _coefficients_mp(act: Activation, t, dps: int) -> Coefficients:
 
 @functools.lru_cache(maxsize=1024)
 def _squares_mp(act: Activation, t, dps: int):
-    wp, tol, L = _mp_setup(dps)
+    wp = _mp_setup(dps)[0]
     with mpmath.workdps(wp):
         t = mpmath.mpf(t)
-        rho, omr = mpmath.exp(-2 * t), -mpmath.expm1(-2 * t)
+        return _squares_rho_mp(act, mpmath.exp(-2 * t), -mpmath.expm1(-2 * t), t, dps)
+
+
+def _coefficients_var_mp(act: Activation, t, s2, dps: int) -> Coefficients:
+    mu0, mu1, mustar2, mu_s2, mu_e2 = _squares_var_mp(act, t, s2, dps)
+    with mpmath.workdps(dps):
+        return Coefficients(+mu0, +mu1, +mpmath.sqrt(mustar2), +mpmath.sqrt(mu_s2),
+                            +mpmath.sqrt(mu_e2), +mpmath.mpf(t), act.name, dps)
+
+
+@functools.lru_cache(maxsize=1024)
+def _squares_var_mp(act: Activation, t, s2, dps: int):
+    """:func:`_squares_var_np` in mpmath (t and s2 as decimal strings or mpf)."""
+    wp = _mp_setup(dps)[0]
+    with mpmath.workdps(wp):
+        t, s2 = mpmath.mpf(t), mpmath.mpf(s2)
+        D = -mpmath.expm1(-2 * t)
+        v = mpmath.exp(-2 * t) * s2 + D
+        rho, omr = mpmath.exp(-2 * t) * s2 / v, D / v
+        if act.key in ("name:relu", "name:linear"):
+            mu0, mu1, mustar2, mu_s2, mu_e2 = _squares_rho_mp(act, rho, omr, t, dps)
+            return mu0 * mpmath.sqrt(v), mu1, mustar2 * v, mu_s2 * v, mu_e2 * v
+        if act.key == "name:erf":
+            mu0, mu1, mustar2, mu_s2, mu_e2 = _closed_erf(rho, omr, _ns_mp(), 2 * v / (1 + 2 * v))
+        else:
+            with mpmath.workdps(wp + 10):
+                sv = mpmath.sqrt(v)
+            scaled = scaled_activation(act, mpmath.nstr(v, wp + 5), sqrt_v=sv)
+            mu0, mu1, mustar2, mu_s2, mu_e2 = _squares_rho_mp(scaled, rho, omr, t, dps)
+        return mu0, mu1 / mpmath.sqrt(v), mustar2, mu_s2, mu_e2
+
+
+def _squares_rho_mp(act: Activation, rho, omr, t, dps: int):
+    """Unit-variance coefficients at correlation rho = 1 - omr, in mpmath (t for messages)."""
+    wp, tol, L = _mp_setup(dps)
+    with mpmath.workdps(wp):
         closed = _CLOSED.get(act.key)
         if closed is not None:
             return closed(rho, omr, _ns_mp())

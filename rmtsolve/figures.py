@@ -40,7 +40,7 @@ def _cache_dir() -> pathlib.Path:
 
 
 def _cached_simulation(**kw) -> dict:
-    from .rf_dsm_sim import simulate_rf_dsm
+    from .rf_dsm.sim import simulate_rf_dsm
 
     key = json.dumps(kw, sort_keys=True)
     path = _cache_dir() / ("sim_" + hashlib.sha1(key.encode()).hexdigest()[:16] + ".json")

@@ -43,7 +43,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import pathlib
 import types
 
 import numpy as np
@@ -51,6 +50,7 @@ import numpy as np
 from ._backend import NUMPY, check_dps
 from ._generated import ldm as _eq
 from .errors import ConvergenceError, ParameterError, check_range
+from .population import Population, parse_spectrum
 
 _F = types.SimpleNamespace(**vars(NUMPY), logaddexp=np.logaddexp, expm1=np.expm1)
 _H = np.pi / 4  # contour angle: Gamma+ runs on arg z = pi/4 between the two real crossings
@@ -143,68 +143,27 @@ def maps_z(z, sch: Schedule, lam: float, tau: float):
 
 
 # -- population spectra ----------------------------------------------------------------------
-@dataclasses.dataclass(frozen=True)
-class Population:
-    """Population law sum_nu weight_nu delta_{lam_nu} (weights sum to 1) and its log-det."""
-
-    lam: np.ndarray
-    weight: np.ndarray
-    mean_log: float  # int log lambda dH (exact for the continuum power law)
-    label: str
-
-
 def population(spectrum, d: int | None) -> Population:
-    """Parse ``spectrum`` (see module docstring) into a population law."""
-    if isinstance(spectrum, str):
-        if spectrum == "isotropic":
-            return Population(np.ones(1), np.ones(1), 0.0, "isotropic")
-        if spectrum.startswith("powerlaw:"):
-            return _powerlaw(spectrum, d)
-        if spectrum.startswith("file:"):
-            path = pathlib.Path(spectrum[5:])
-            try:
-                vals = np.array(path.read_text().split(), dtype=float)
-            except (OSError, ValueError) as exc:
-                raise ParameterError("spectrum", "file:PATH of whitespace-separated positive "
-                                     f"eigenvalues ({exc.__class__.__name__})", spectrum) from None
-            return _given(vals, d, spectrum)
-        raise ParameterError("spectrum", "isotropic, powerlaw:K, file:PATH or an array", spectrum)
-    return _given(np.asarray(spectrum, dtype=float).ravel(), d, "array")
+    """The population law of ``spectrum`` (see the module docstring) for LDM.
 
-
-def _given(vals, d, label) -> Population:
-    if vals.size == 0 or not np.all(np.isfinite(vals)) or np.any(vals <= 0):
-        raise ParameterError("spectrum", "a non-empty list of finite positive eigenvalues", label)
-    if d is not None and vals.size != d:
-        raise ParameterError("spectrum", f"exactly d = {d} eigenvalues", f"{vals.size} values")
-    w = np.full(vals.size, 1.0 / vals.size)
-    return Population(vals, w, float(np.mean(np.log(vals))), label)
-
-
-def _powerlaw(spectrum: str, d: int | None) -> Population:
-    try:
-        k = float(spectrum[9:])
-    except ValueError:
-        raise ParameterError("spectrum", "powerlaw:K with a number K >= 0", spectrum) from None
-    if not (math.isfinite(k) and k >= 0):
-        raise ParameterError("spectrum", "powerlaw:K with K >= 0", spectrum)
-    if d is not None:
-        lam = np.arange(1, d + 1, dtype=float) ** -k
-        lam *= d / lam.sum()
-        return _given(lam, d, spectrum)
-    if k == 0:
-        return Population(np.ones(1), np.ones(1), 0.0, spectrum)
-    if k >= 1:
+    The shared parser (:func:`rmtsolve.population.parse_spectrum`) reads it; LDM needs every
+    eigenvalue > 0 (its KLs involve Sigma^{-1}).
+    """
+    spec = parse_spectrum(spectrum)
+    if spec.kind == "values" and np.any(spec.values <= 0):
+        raise ParameterError("spectrum", "a non-empty list of finite positive eigenvalues", spec.label)
+    if spec.kind == "isotropic" or (d is None and spec.is_isotropic):
+        return Population(np.ones(1), np.ones(1), 0.0, spec.label)
+    if d is not None or spec.kind == "values":
+        vals = spec.ldm_eigenvalues(d) if d is not None else np.asarray(spec.values, dtype=float)
+        w = np.full(vals.size, 1.0 / vals.size)
+        return Population(vals, w, float(np.mean(np.log(vals))), spec.label, float(np.mean(vals)))
+    if spec.K >= 1:
         raise ParameterError("spectrum, d", "powerlaw:K with K < 1 when d is None (for K >= 1 "
-                             "the normalised spectrum has no d -> inf limit; pass d)", spectrum)
-    # int g(lambda(u)) du = int g(lambda(e^y)) e^y dy: Gauss-Legendre panels in y = log u on
-    # [log 1e-13, 0]; every integrand grows at most like log(lambda) in the tail,
-    # so the neglected mass 1e-13 is harmless (the normalisation itself is exact)
-    edges = np.linspace(_U_MIN_LOG, 0.0, math.ceil(-_U_MIN_LOG / _Y_PANEL) + 1)
-    half = np.diff(edges)[:, None] / 2
-    y = (edges[:-1, None] + half + half * _GL_X[None, :]).ravel()
-    wy = (half * _GL_W[None, :]).ravel() * np.exp(y)
-    return Population((1 - k) * np.exp(-k * y), wy / wy.sum(), math.log(1 - k) + k, spectrum)
+                             "the normalised spectrum has no d -> inf limit; pass d)", spec.label)
+    # continuum power law: every LDM integrand grows at most like log(lambda) in the tail,
+    # so the neglected mass u < 1e-13 is harmless (the normalisation itself is exact)
+    return spec.law(rule=(_Y_PANEL, _GL_X.size, _U_MIN_LOG))
 
 
 # -- deterministic equivalents of spectral traces --------------------------------------------

@@ -13,14 +13,16 @@ value s_U(x + i0) is evaluated at height ``eta = 1e-9 * scale`` and ``density`` 
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import numpy as np
 
-from ._backend import NUMPY
-from ._continuation import descend
-from ._generated import rf_dsm as _eq
-from .errors import ConvergenceError, ParameterError, check_range
-from .rf_dsm import _iota, _solve3
+from .._backend import NUMPY
+from ..errors import ConvergenceError, ParameterError, check_range
+from ..population import parse_spectrum
+from .equations import system_for
+from .numerics import descend, newton_complex
+from .solver import coefficient_arrays, iota_of
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,46 +52,42 @@ class FeatureSpectrum:
                 "params": self.params}
 
 
-def feature_spectrum(z, *, psi_n: float, psi_p: float, m, t: float, activation="relu") -> FeatureSpectrum:
+def feature_spectrum(z, *, psi_n: float, psi_p: float, m, t: float, activation="relu",
+                     spectrum="isotropic") -> FeatureSpectrum:
     """Spectral law of U = Phi^T Phi / (n m) at points z (complex, Im z >= 0; or real).
 
-    Parameters are those of :func:`rmtsolve.rf_dsm` (scalars here); z broadcasts.
+    Parameters are those of :func:`rmtsolve.rf_dsm` (scalars here, ``spectrum`` included);
+    z broadcasts.
     """
-    from .coeffs import coefficients
-
     for name, v in (("psi_n", psi_n), ("psi_p", psi_p), ("t", t)):
         check_range(name, v, low=0, low_open=True)
-    iota = float(_iota(m))
+    iota = float(iota_of(m))
     zz = np.asarray(z, dtype=complex)
     if not np.all(np.isfinite(zz)) or np.any(zz.imag < 0):
         raise ParameterError("z", "finite with Im z >= 0", None)
-    c = coefficients(activation, float(t))
-    mu1, mus2, mue2 = float(c.mu1), float(c.mu_s) ** 2, float(c.mu_e) ** 2
-    scale = float(c.mu0) ** 2 + mu1**2 + mus2 + mue2  # E sigma(g)^2 = mean diagonal of U
+    spec = parse_spectrum(spectrum)
+    system = system_for(spec)
+    co, (mu1, mus2, mue2) = coefficient_arrays(activation, np.asarray(float(t)), spec.s2, None)
+    c = co[0].c
+    mu1, mus2, mue2 = float(mu1), float(mus2), float(mue2)
+    v_t = math.exp(-2 * t) * spec.s2 - math.expm1(-2 * t)
+    scale = float(c.mu0) ** 2 + mu1**2 * v_t + mus2 + mue2  # E sigma(h)^2 = mean diagonal of U
     scale *= (1 + np.sqrt(psi_p / psi_n * max(iota, 1e-300))) ** 2 * (1 + psi_p)
     real = zz.imag == 0
     eta_target = np.where(real, 1e-9 * scale, zz.imag)
     pars = (psi_n, psi_p, iota, float(t))
     coef = (mu1, mus2, mue2)
-    u, res = continue_complex(zz.real.ravel(), eta_target.ravel(), pars, coef, scale)
-    s = _stieltjes(u, zz.real.ravel(), eta_target.ravel(), pars, coef).reshape(zz.shape)
+    x, eta = zz.real.ravel(), eta_target.ravel()
+    u, res = continue_complex(system, x, eta, pars, coef, scale)
+    s = system.stieltjes(u, pars + (-(x + 1j * eta),) + coef, NUMPY).reshape(zz.shape)
     atom = 0.0 if iota == 0 else max(0.0, 1 - psi_n / (iota * psi_p))
     density = np.where(real, s.imag / np.pi, np.nan)
-    params = dict(psi_n=psi_n, psi_p=psi_p, m=m, t=t, activation=c.activation)
+    params = dict(psi_n=psi_n, psi_p=psi_p, m=m, t=t, activation=c.activation, spectrum=spec.label)
     return FeatureSpectrum(s if s.ndim else s[()], density if density.ndim else float(density), atom,
                            float(res), params)
 
 
-def _terms(u, x, eta, pars, coef):
-    lam = -(x + 1j * eta)
-    return _eq.newton_step_terms(*u, *pars, lam, 0.0, *coef, _f=NUMPY)
-
-
-def _stieltjes(u, x, eta, pars, coef):
-    return _eq.feature_stieltjes(*u, *pars, -(x + 1j * eta), 0.0, *coef, _f=NUMPY)
-
-
-def continue_complex(x, eta_target, pars, coef, scale):
+def continue_complex(system, x, eta_target, pars, coef, scale):
     """Fixed point (k0, k1, G) at lam = -(x + i eta), eta > 0, on the physical branch.
 
     Adaptive geometric continuation of eta from 1e3 scale down to the target at fixed x;
@@ -99,7 +97,8 @@ def continue_complex(x, eta_target, pars, coef, scale):
     log_start = np.maximum(np.log10(1e3 * scale), log_target + 1)
 
     def solve(idx, log_eta, u_sub):
-        u_new, r, ok = _newton(u_sub, x[idx], 10.0 ** log_eta, pars, coef)
+        lam = -(x[idx] + 1j * 10.0 ** log_eta)
+        u_new, r, ok = newton_complex(system, u_sub, lam, pars + coef)
         return u_new, r, ok, 0
 
     def stall(i, log_eta, res):
@@ -109,32 +108,3 @@ def continue_complex(x, eta_target, pars, coef, scale):
     u, res, _ = descend(log_start, log_target, [np.ones(x.size, complex) for _ in range(3)], solve, stall,
                         step=0.5, max_step=1.0, grow=1.5, min_step=1e-5)
     return u, float(res.max(initial=0.0))
-
-
-def _newton(u, x, eta, pars, coef, tol=1e-12, max_iter=30):
-    u = [v.copy() for v in u]
-    T = _terms(u, x, eta, pars, coef)
-    fn = np.max(np.abs(np.broadcast_arrays(*T[:3])), axis=0)
-    for _ in range(max_iter):
-        if np.all(fn <= tol):
-            break
-        step = _solve3(T[3:], [-f for f in T[:3]])
-        s = np.ones(x.shape)
-        pending = fn > tol
-        for _ in range(30):
-            trial = [v + s * dv for v, dv in zip(u, step)]
-            Tn = _terms(trial, x, eta, pars, coef)
-            fn_new = np.max(np.abs(np.broadcast_arrays(*Tn[:3])), axis=0)
-            # Physical branch: Im s_U > 0 in the upper half plane.
-            branch = _stieltjes(trial, x, eta, pars, coef).imag > 0
-            good = pending & branch & (fn_new < fn)
-            for v, tv in zip(u, trial):
-                v[good] = tv[good]
-            fn = np.where(good, fn_new, fn)
-            pending &= ~good
-            if not pending.any():
-                break
-            s = np.where(pending, s / 2, s)
-        T = _terms(u, x, eta, pars, coef)
-        fn = np.max(np.abs(np.broadcast_arrays(*T[:3])), axis=0)
-    return u, fn, fn <= 1e2 * tol

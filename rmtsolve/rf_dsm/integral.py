@@ -14,8 +14,9 @@ import math
 
 import numpy as np
 
-from .errors import ConvergenceError, ParameterError, check_range
-from .rf_dsm import rf_dsm
+from ..errors import ConvergenceError, ParameterError, check_range
+from ..population import parse_spectrum
+from .solver import rf_dsm
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,8 +37,14 @@ def kl_weight(t):
 
 
 def score_error_integral(*, psi_n: float, psi_p: float, m, lam: float, t0: float, T: float,
-                         activation="relu", weight=None, nodes: int = 24, rtol: float = 1e-7) -> ScoreIntegral:
-    """int_{t0}^{T} w(t) score_error(t) dt (default w = :func:`kl_weight`); scalars only."""
+                         activation="relu", weight=None, nodes: int = 24, rtol: float = 1e-7,
+                         spectrum="isotropic") -> ScoreIntegral:
+    """int_{t0}^{T} w(t) score_error(t) dt (default w = :func:`kl_weight`); scalars only.
+
+    ``spectrum`` as in :func:`rmtsolve.rf_dsm`; score_error = test_error - test_error_floor
+    = D E||s_A - s*||^2/d with s*(y) = -Sigma_t^{-1} y (SPEC 1.5), so the default weight still
+    gives int E||s_A - s*||^2/d dt.
+    """
     check_range("t0", t0, low=0, low_open=True)
     check_range("T", T, low=0, low_open=True)
     if not T > t0:
@@ -50,7 +57,8 @@ def score_error_integral(*, psi_n: float, psi_p: float, m, lam: float, t0: float
     def quad(n):
         u, q = np.polynomial.legendre.leggauss(n)
         t = np.exp(lo + (hi - lo) * (u + 1) / 2)
-        s = rf_dsm(psi_n=psi_n, psi_p=psi_p, m=m, t=t, lam=lam, activation=activation).score_error
+        s = rf_dsm(psi_n=psi_n, psi_p=psi_p, m=m, t=t, lam=lam, activation=activation,
+                   spectrum=spectrum).score_error
         vals = np.asarray(w(t), dtype=float) * s * t  # dt = t d(log t)
         if not np.all(np.isfinite(vals)):
             raise ParameterError("weight", "finite on [t0, T]", None)
@@ -61,5 +69,6 @@ def score_error_integral(*, psi_n: float, psi_p: float, m, lam: float, t0: float
         raise ConvergenceError(f"score-error integral: quadrature orders {nodes} and {2 * nodes} differ by "
                                f"{abs(a - b):.3g} (value {b:.6g}); increase nodes or t0")
     params = dict(psi_n=psi_n, psi_p=psi_p, m=m, lam=lam, t0=t0, T=T, activation=str(activation),
+                  spectrum=parse_spectrum(spectrum).label,
                   weight="1/(1 - exp(-2 t))" if weight is None else getattr(weight, "__name__", "callable"))
     return ScoreIntegral(b, abs(a - b), params)

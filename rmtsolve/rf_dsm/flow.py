@@ -16,11 +16,10 @@ from __future__ import annotations
 import mpmath
 import numpy as np
 
-from ._backend import NUMPY, mp_namespace
-from ._generated import rf_dsm_flow as _eq
-from .errors import ConvergenceError
-from .rf_dsm import MATH, _continue_point, _loss_derivatives, _solve3, _terms
-from .rf_dsm_spectrum import _newton
+from .._backend import MATH, NUMPY, mp_namespace
+from .._generated import rf_dsm_flow as _eq
+from ..errors import ConvergenceError
+from .numerics import TOL, continue_point, errors, loss_derivatives, newton_complex, raise_unconverged, solve3
 
 _ORDERS = (12, 16)  # Talbot parameters M (2M - 1 nodes): ~0.6 M digits, rounding ~ e^{2M/5}
 _AGREE = 1e-6  # the two orders must agree to this (relative)
@@ -54,7 +53,33 @@ def talbot_mp(tau, M: int):
     return np.array(nodes, dtype=object), np.array(weights, dtype=object)
 
 
-def flow_errors(tau: float, args: tuple) -> tuple[float, float, float]:
+def solve_flow(system, tau, args):
+    """Errors after gradient-flow time tau at every point of the broadcast arrays ``args``.
+
+    Returns (test_error, train_error, largest residual) as arrays of the points' shape.
+    """
+    shape = args[0].shape
+    test, train = np.empty(shape), np.empty(shape)
+    worst = 0.0
+    for idx in np.ndindex(shape):
+        a = tuple(float(x[idx]) for x in args)
+        test[idx], train[idx], res = _flow_point(system, float(tau[idx]), a)
+        worst = max(worst, res)
+    return test, train, worst
+
+
+def _flow_point(system, tau, a):
+    """One flow point; the ridge solution once e^{-tau (s + lam)} is below double precision."""
+    if tau * a[4] > 40:  # e^{-tau (s + lam)} < 1e-17 (or tau = inf): the ridge solution
+        u, res, _, ok = continue_point(system, a, MATH, TOL)
+        if not ok:
+            raise_unconverged(a, res, a[4])
+        test, train, _ = errors(system, u, a, MATH, solve3)
+        return test, train, res
+    return flow_errors(system, tau, a)
+
+
+def flow_errors(system, tau: float, args: tuple) -> tuple[float, float, float]:
     """(test_error, train_error, residual) at one point; args as in rf_dsm's solver.
 
     Evaluated at two Talbot orders in double precision.  Disagreement (rounding amplified by
@@ -62,10 +87,10 @@ def flow_errors(tau: float, args: tuple) -> tuple[float, float, float]:
     deterministic equivalents) switches to mpmath at ``_MP_DPS`` digits; if the orders still
     disagree, ConvergenceError is raised instead of returning a number.
     """
-    results = [_flow_errors(tau, args, M) for M in _ORDERS]
-    if not _consistent(results, args):
-        results = [_flow_errors_mp(tau, args, M) for M in _ORDERS]
-        if not _consistent(results, args):
+    results = [_flow_errors(system, tau, args, M) for M in _ORDERS]
+    if not _consistent(system, results, args):
+        results = [_flow_errors_mp(system, tau, args, M) for M in _ORDERS]
+        if not _consistent(system, results, args):
             (te1, _, _), (te2, _, _) = results
             raise ConvergenceError(
                 f"rf-dsm flow at tau={tau:g}, lam={args[4]:.3g}: the Talbot evaluation is not accurate "
@@ -74,14 +99,14 @@ def flow_errors(tau: float, args: tuple) -> tuple[float, float, float]:
     return te, tr, max(r1, r2)
 
 
-def _consistent(results, args) -> bool:
+def _consistent(system, results, args) -> bool:
     (te1, tr1, _), (te2, tr2, _) = results
-    floor = float(np.exp(-2 * args[3]))
+    floor = float(system.floor(args[3], MATH))
     return bool(np.isfinite(te2) and np.isfinite(tr2) and abs(te1 - te2) <= _AGREE * max(1.0, abs(te2))
                 and abs(tr1 - tr2) <= _AGREE * max(1.0, abs(tr2)) and te2 >= floor * (1 - 1e-9) and tr2 >= -1e-9)
 
 
-def _node_solutions(zeta, args, M):
+def _node_solutions(system, zeta, args, M):
     """Fixed points at the complex ridges zeta_k (double precision), on the physical branch.
 
     The real node (k = 0) comes from the real-ridge continuation; from there the solution is
@@ -89,9 +114,8 @@ def _node_solutions(zeta, args, M):
     stays on the branch connected to the real axis (a check of Im g alone admits spurious
     roots).  zeta_{-k} = conj(zeta_k) gives the other half by conjugation.
     """
-    psi_n, psi_p, iota, t, lam, mu1, mus2, mue2 = args
-    pars, coef = (psi_n, psi_p, iota, t), (mu1, mus2, mue2)
-    u0, res0, _, ok = _continue_point(args[:4] + (float(zeta[M - 1].real),) + args[5:], MATH, 1e-13)
+    a_rest = args[:4] + args[5:]
+    u0, res0, _, ok = continue_point(system, args[:4] + (float(zeta[M - 1].real),) + args[5:], MATH, TOL)
     if not ok:
         raise ConvergenceError(f"rf-dsm flow: real Talbot node did not converge (residual {res0:.3g})")
     cur, cur_z = [np.array([complex(v)]) for v in u0], complex(zeta[M - 1])
@@ -103,7 +127,7 @@ def _node_solutions(zeta, args, M):
             u, ok = cur, True
             for i in range(1, n_sub + 1):
                 zi = cur_z + (target - cur_z) * i / n_sub
-                u, r, good = _newton(u, np.array([-zi.real]), np.array([-zi.imag]), pars, coef)
+                u, r, good = newton_complex(system, u, np.array([zi]), a_rest)
                 if not good.all():
                     ok = False
                     break
@@ -120,19 +144,20 @@ def _node_solutions(zeta, args, M):
     return u, worst
 
 
-def _flow_errors(tau: float, args: tuple, M: int) -> tuple[float, float, float]:
+def _flow_errors(system, tau: float, args: tuple, M: int) -> tuple[float, float, float]:
     xi, w = talbot(tau, M)
     zeta = args[4] + xi
-    u, res = _node_solutions(zeta, args, M)
+    u, res = _node_solutions(system, zeta, args, M)
     with np.errstate(all="ignore"):
-        test, train = _assemble(u, zeta, w / xi, args, NUMPY)
+        test, train = _assemble(system, u, zeta, w / xi, args, NUMPY)
     return float(test.real), float(train.real), res
 
 
-def _flow_errors_mp(tau: float, args: tuple, M: int) -> tuple[float, float, float]:
-    u_d, _ = _node_solutions(args[4] + talbot(tau, M)[0], args, M)
+def _flow_errors_mp(system, tau: float, args: tuple, M: int) -> tuple[float, float, float]:
+    u_d, _ = _node_solutions(system, args[4] + talbot(tau, M)[0], args, M)
     with mpmath.workdps(_MP_DPS):
         f = mp_namespace(_MP_DPS)
+        sys_mp = system.with_precision(_MP_DPS)
         a = tuple(mpmath.mpf(repr(float(v))) for v in args[:4]) + (mpmath.mpf(args[4]),) + tuple(
             mpmath.mpf(v) for v in args[5:])
         xi, w = talbot_mp(mpmath.mpf(repr(tau)), M)
@@ -144,26 +169,26 @@ def _flow_errors_mp(tau: float, args: tuple, M: int) -> tuple[float, float, floa
             x = [mpmath.mpc(v[j]) for v in u_d]
             aj = a[:4] + (zeta[j],) + a[5:]
             for _ in range(60):
-                T = _terms(x, aj, f)
+                T = sys_mp.terms(x, aj, f)
                 fn = max(abs(v) for v in T[:3])
                 if fn <= tol:
                     break
-                x = [v - dv for v, dv in zip(x, _solve3(T[3:], T[:3]))]
+                x = [v - dv for v, dv in zip(x, solve3(T[3:], T[:3]))]
             else:
                 raise ConvergenceError(f"rf-dsm flow: mpmath refinement of a Talbot node failed ({fn:.3g})")
             worst = max(worst, fn)
             for v, xv in zip(u, x):
                 v[j] = xv
-        test, train = _assemble(u, zeta, w / xi, a, f)
+        test, train = _assemble(sys_mp, u, zeta, w / xi, a, f)
         return float(test.real), float(train.real), float(worst)
 
 
-def _assemble(u, zeta, W, args, f):
+def _assemble(system, u, zeta, W, args, f):
     """Test and train errors from the node solutions (numpy arrays or object arrays of mpc)."""
     psi_n, psi_p, iota, t, lam, mu1, mus2, mue2 = args
     pars, coef = (psi_n, psi_p, iota, t), (mu1, mus2, mue2)
     a = (psi_n, psi_p, iota, t, zeta, mu1, mus2, mue2)
-    L, dLl, dLg = _loss_derivatives(u, a, f, _solve3)
+    L, dLl, dLg = loss_derivatives(system, u, a, f, solve3)
     y = 1 - L  # yhat^T R yhat
     c = _eq.test_cross(*u, zeta, *pars, *coef, _f=f)  # c_t^T R yhat
     # Two-point terms for all pairs; the diagonal from the one-point derivatives.

@@ -1,7 +1,9 @@
-"""Finite-size simulation of RF-DSM with the real nonlinear features (SPEC section 1).
+"""Finite-size simulation of RF-DSM with the real nonlinear features (SPEC sections 1, 1.5).
 
 Nothing here uses the Gaussian-equivalent model: features are sigma(W y / sqrt(d)) of the
-actual noisy inputs y_ij = e^{-t} x_i + sqrt(D) z_ij.  The training set is streamed in
+actual noisy inputs y_ij = e^{-t} x_i + sqrt(D) z_ij, with x = Sigma^{1/2} g for a diagonal
+Sigma whose d eigenvalues discretise ``spectrum`` as SPEC 1.5 says
+(:meth:`rmtsolve.population.Spectrum.rf_dsm_eigenvalues`).  The training set is streamed in
 chunks: only Phi^T Phi (p x p), Phi^T Z (p x d) and ||Z||^2 are accumulated, so d = 2000
 with psi_n, psi_p <= 4 and m <= 8 needs about 1 GB.  The fresh-sample test error is a
 Monte Carlo average over ``n_test`` independent (x, z) pairs, each of which already
@@ -14,7 +16,8 @@ import math
 
 import numpy as np
 
-from .errors import ParameterError, check_range
+from ..errors import ParameterError, check_range
+from ..population import parse_spectrum
 
 _CHUNK_BYTES = 256 * 2**20  # feature-chunk budget
 
@@ -24,7 +27,10 @@ class RFDSMSimulation:
     """Means and standard errors (over seeds) of the finite-d errors.
 
     ``test_error_stderr`` etc. are the standard errors of the means, std / sqrt(seeds);
-    ``per_seed`` holds the raw values of every seed.
+    ``per_seed`` holds the raw values of every seed.  ``test_error_floor`` is the floor of the
+    simulated (discretised) spectrum and score_error = test_error - test_error_floor.  For a
+    spectrum with finitely many distinct eigenvalues, ``test_error_by_eigenvalue`` holds the
+    test error of the coordinates along each of ``eigenvalues`` (means and standard errors).
     """
 
     test_error: float
@@ -37,26 +43,38 @@ class RFDSMSimulation:
     gap_stderr: float
     per_seed: dict
     params: dict
+    test_error_floor: float = math.nan
+    test_error_by_eigenvalue: np.ndarray | None = None
+    test_error_by_eigenvalue_stderr: np.ndarray | None = None
+    eigenvalues: np.ndarray | None = None
+    eigenvalue_weights: np.ndarray | None = None
 
     def as_dict(self) -> dict:
         keys = ("test_error", "train_error", "score_error", "gap")
         out = {k: getattr(self, k) for k in keys}
         out |= {k + "_stderr": getattr(self, k + "_stderr") for k in keys}
+        out["test_error_floor"] = self.test_error_floor
+        if self.test_error_by_eigenvalue is not None:
+            out["test_error_by_eigenvalue"] = {
+                "eigenvalue": self.eigenvalues, "weight": self.eigenvalue_weights,
+                "test_error": self.test_error_by_eigenvalue, "stderr": self.test_error_by_eigenvalue_stderr}
         return out | {"params": self.params}
 
 
 def simulate_rf_dsm(*, psi_n: float, psi_p: float, m, t: float, lam: float, activation="relu",
                     d: int = 200, seeds: int = 3, seed: int = 0, n_test: int | None = None,
-                    tau: float | None = None) -> RFDSMSimulation:
+                    tau: float | None = None, spectrum="isotropic") -> RFDSMSimulation:
     """Simulate RF-DSM at dimension d with n = round(psi_n d), p = round(psi_p d).
 
+    spectrum: the population spectrum of Sigma (as in :func:`rmtsolve.rf_dsm`), discretised
+    at d as SPEC 1.5 says; x = Sigma^{1/2} g with Sigma diagonal.
     m must be finite: the exactly noise-averaged loss of m = inf has no closed form for a
     nonlinear activation, and an approximate average would not be a simulation of it
     (the theory's m -> inf limit is checked against large finite m instead).
     tau: gradient-flow time from B = 0, B(tau) = B_ridge (I - exp(-tau (U + lam))) with
     U = Phi^T Phi/(n m), computed exactly in the eigenbasis of U (None: converged).
     """
-    from .activations import resolve_activation
+    from ..activations import resolve_activation
 
     check_range("psi_n", psi_n, low=0, low_open=True)
     check_range("psi_p", psi_p, low=0, low_open=True)
@@ -71,32 +89,51 @@ def simulate_rf_dsm(*, psi_n: float, psi_p: float, m, t: float, lam: float, acti
     if int(seeds) != seeds or seeds < 1:
         raise ParameterError("seeds", "an integer >= 1", seeds)
     act = resolve_activation(activation)
+    spec = parse_spectrum(spectrum)
+    ell = spec.rf_dsm_eigenvalues(int(d))
+    groups = None
+    if spec.discrete:
+        eig, groups = np.unique(ell, return_inverse=True)
     n, p = max(1, round(psi_n * d)), max(1, round(psi_p * d))
     mm = int(m)
     n_test = n_test or max(4000, 2 * p)
     children = np.random.SeedSequence(seed).spawn(seeds)
-    vals = {"test_error": [], "train_error": []}
+    vals = {"test_error": [], "train_error": [], "by": []}
+    sqrt_ell = np.sqrt(ell)
     for ss in children:
-        te, tr = _one_seed(np.random.default_rng(ss), act, d, n, p, mm, t, lam, n_test, tau)
+        te, tr, per_coord = _one_seed(np.random.default_rng(ss), act, d, n, p, mm, t, lam, n_test, tau, sqrt_ell)
         vals["test_error"].append(te)
         vals["train_error"].append(tr)
+        if groups is not None:
+            vals["by"].append(np.bincount(groups, per_coord) / np.bincount(groups))
     test = np.array(vals["test_error"])
     train = np.array(vals["train_error"])
-    series = {"test_error": test, "train_error": train, "score_error": test - math.exp(-2 * t),
+    rho = math.exp(-2 * t)
+    floor = float(np.mean(rho * ell / (rho * ell - math.expm1(-2 * t))))
+    series = {"test_error": test, "train_error": train, "score_error": test - floor,
               "gap": test - train}
     mean = {k: float(v.mean()) for k, v in series.items()}
     se = {k + "_stderr": (float(v.std(ddof=1) / math.sqrt(len(v))) if len(v) > 1 else math.nan)
           for k, v in series.items()}
     params = dict(psi_n=psi_n, psi_p=psi_p, m=m, t=t, lam=lam, activation=act.name, d=d, n=n, p=p,
-                  seeds=seeds, seed=seed, n_test=n_test, tau=tau)
-    return RFDSMSimulation(**mean, **se, per_seed={k: v.tolist() for k, v in series.items()}, params=params)
+                  seeds=seeds, seed=seed, n_test=n_test, tau=tau, spectrum=spec.label, s2=float(np.mean(ell)))
+    extra = {}
+    if groups is not None:
+        by = np.array(vals["by"])
+        extra = dict(test_error_by_eigenvalue=by.mean(axis=0), eigenvalues=eig,
+                     eigenvalue_weights=np.bincount(groups) / d,
+                     test_error_by_eigenvalue_stderr=(by.std(axis=0, ddof=1) / math.sqrt(len(by)) if len(by) > 1
+                                                      else np.full(eig.size, math.nan)))
+    return RFDSMSimulation(**mean, **se, per_seed={k: v.tolist() for k, v in series.items()}, params=params,
+                           test_error_floor=floor, **extra)
 
 
 def _features(act, W, y, d):
     return act(y @ W.T * (1.0 / math.sqrt(d)))
 
 
-def _one_seed(rng, act, d, n, p, m, t, lam, n_test, tau=None):
+def _one_seed(rng, act, d, n, p, m, t, lam, n_test, tau, sqrt_ell):
+    """(test error, train error, per-coordinate test error) of one seed."""
     W = rng.standard_normal((p, d))
     a, sD = math.exp(-t), math.sqrt(1 - math.exp(-2 * t))
     N = n * m
@@ -110,7 +147,7 @@ def _one_seed(rng, act, d, n, p, m, t, lam, n_test, tau=None):
     zz = 0.0
     for start in range(0, n, rows):
         k = min(rows, n - start)
-        x = rng.standard_normal((k, 1, d))
+        x = rng.standard_normal((k, 1, d)) * sqrt_ell
         z = rng.standard_normal((k, m, d))
         y = (a * x + sD * z).reshape(k * m, d)
         z = z.reshape(k * m, d)
@@ -138,11 +175,11 @@ def _one_seed(rng, act, d, n, p, m, t, lam, n_test, tau=None):
         Bt = -np.linalg.solve(U / N + lam * np.eye(p), PZ / N)  # B^T, p x d
         # ||Phi B^T + Z||^2 from the accumulated moments (Phi is never stored).
         train = (float(np.sum(Bt * (U @ Bt))) + 2 * float(np.sum(Bt * PZ)) + zz) / (N * d)
-    acc = 0.0
+    acc = np.zeros(d)
     test_rows = max(1, _CHUNK_BYTES // (8 * p))
     for start in range(0, n_test, test_rows):
         k = min(test_rows, n_test - start)
         z = rng.standard_normal((k, d))
-        y = a * rng.standard_normal((k, d)) + sD * z
-        acc += float(np.sum((_features(act, W, y, d) @ Bt + z) ** 2))
-    return acc / (n_test * d), train
+        y = a * rng.standard_normal((k, d)) * sqrt_ell + sD * z
+        acc += np.sum((_features(act, W, y, d) @ Bt + z) ** 2, axis=0)
+    return float(acc.sum()) / (n_test * d), train, acc / n_test

@@ -1,0 +1,161 @@
+"""The RF-DSM model equations as solver-ready systems (generated from ``derivations/rf_dsm.py``).
+
+Unknowns u = (k0, k1, G); parameters ``a = (psi_n, psi_p, iota, t, lam, mu1, mu_s2, mu_e2)``
+(iota = 1/m; lam may be complex for the spectral law of U and the gradient flow).  A system
+gives, at gam = 0,
+
+- ``terms(u, a, f)``: residuals F (3) and Jacobian dF/du (9, row-major);
+- ``loss(u, a, f)``: L, dL/du (3), dL/dgam, dL/dlam, dF/dgam (3), dF/dlam (3);
+- ``node_loss(u, a, f)``: the same per distinct eigenvalue of Sigma (anisotropic systems:
+  the loss of the output coordinates along that eigenvalue; its total gam-derivative is the
+  test error by eigenvalue);
+- ``stieltjes(u, a, f)``: g = G / a_I, the Stieltjes transform of the spectral law of U at
+  lam = -z;
+- ``floor(t, f)``: the smallest test error, per distinct eigenvalue (``node_floor``) and its
+  mean (``floor``).
+
+:class:`IsotropicSystem` evaluates steps 1-7 of the derivation (Sigma = I, Marchenko-Pastur law
+of W W^T/d); :class:`AnisotropicSystem` the node form of step 11, F = E_H[f(ell)], as a weighted
+sum over the nodes of a population law (atoms, or quadrature nodes of a continuum law).
+``f`` is the numeric namespace: ``NUMPY`` (arrays), ``MATH`` (Python floats or complex) or an
+mpmath namespace (from :func:`rmtsolve._backend.mp_namespace`).
+"""
+from __future__ import annotations
+
+import mpmath
+import numpy as np
+
+from .._backend import NUMPY
+from .._generated import rf_dsm as _eq
+
+_SCALAR_NODES = 8  # up to this many nodes a scalar evaluation loops in Python (no numpy overhead)
+
+
+class IsotropicSystem:
+    """Sigma = I: the system of steps 1-7 (one eigenvalue, 1)."""
+
+    discrete = True
+    continuum = False
+    eigenvalues = np.ones(1)
+    eigenvalue_weights = np.ones(1)
+    s2 = 1.0
+
+    def terms(self, u, a, f):
+        return _eq.newton_step_terms(*u, *a[:5], 0.0, *a[5:], _f=f)
+
+    def loss(self, u, a, f):
+        return _eq.loss_terms(*u, *a[:5], 0, *a[5:], _f=f)
+
+    def node_loss(self, u, a, f):
+        """Per eigenvalue (here the one eigenvalue 1): a list with one loss tuple."""
+        return [self.loss(u, a, f)]
+
+    def stieltjes(self, u, a, f):
+        return _eq.feature_stieltjes(*u, *a[:5], 0.0, *a[5:], _f=f)
+
+    def node_floor(self, t, f):
+        return [f.exp(-2 * t)]
+
+    def floor(self, t, f):
+        return f.exp(-2 * t)  # SPEC section 1: e^{-2t} exactly
+
+    def with_precision(self, dps):
+        return self
+
+
+class AnisotropicSystem:
+    """x ~ N(0, Sigma): the node form of step 11 over a population law.
+
+    Parameters
+    ----------
+    nodes, weights : sequences
+        Population law sum_nu weight_nu delta_{nodes_nu} (floats or mpmath numbers).
+    spectrum : rmtsolve.population.Spectrum
+        The spectrum the law comes from (for refined and high-precision rules).
+    discrete : bool
+        True when the nodes are the distinct eigenvalues themselves (per-eigenvalue outputs).
+    """
+
+    def __init__(self, nodes, weights, spectrum, discrete: bool):
+        self.spectrum = spectrum
+        self.discrete = discrete
+        self.continuum = not discrete
+        self.s2 = spectrum.s2
+        self._mp = not isinstance(nodes, np.ndarray)
+        if self._mp:
+            self.nodes, self.weights = list(nodes), list(weights)
+        else:
+            self.nodes = np.asarray(nodes, dtype=float)
+            self.weights = np.asarray(weights, dtype=float)
+        self.eigenvalues = np.array([float(x) for x in self.nodes]) if discrete else None
+        self.eigenvalue_weights = np.array([float(x) for x in self.weights]) if discrete else None
+
+    @classmethod
+    def from_spectrum(cls, spectrum, *, refined: bool = False) -> "AnisotropicSystem":
+        law = spectrum.law(refined=refined)
+        return cls(law.lam, law.weight, spectrum, law.discrete)
+
+    def with_precision(self, dps):
+        """The same system with nodes and weights as mpmath numbers at ``dps`` digits."""
+        nodes, weights = self.spectrum.law_mp(dps)
+        return AnisotropicSystem(nodes, weights, self.spectrum, self.discrete)
+
+    def refined(self) -> "AnisotropicSystem":
+        """The continuum rule with panels of half the width (a posteriori accuracy check)."""
+        return AnisotropicSystem.from_spectrum(self.spectrum, refined=True)
+
+    # -- expectations over the population law ---------------------------------------------
+    def _expect(self, fun, u, a, f, lead):
+        """E_H of every output of the node function ``fun`` (a tuple)."""
+        if self._mp:
+            rows = [fun(x, *u, *a[:5], *lead, *a[5:], _f=f) for x in self.nodes]
+            return tuple(mpmath.fsum(w * r[i] for w, r in zip(self.weights, rows)) for i in range(len(rows[0])))
+        shape = np.broadcast_shapes(*(np.shape(x) for x in (*u, *a)))
+        if shape == () and self.nodes.size <= _SCALAR_NODES:
+            acc = None
+            for x, w in zip(self.nodes.tolist(), self.weights.tolist()):
+                r = fun(x, *u, *a[:5], *lead, *a[5:], _f=f)
+                acc = [w * v for v in r] if acc is None else [s + w * v for s, v in zip(acc, r)]
+            return tuple(acc)
+        ell = self.nodes.reshape((-1,) + (1,) * len(shape))
+        out = fun(ell, *u, *a[:5], *lead, *a[5:], _f=NUMPY)
+        stacked = np.stack([np.broadcast_to(x, (self.nodes.size,) + shape) for x in out])
+        res = np.tensordot(self.weights, stacked, axes=([0], [1]))
+        return tuple(res) if shape else tuple(x[()] for x in res)
+
+    def terms(self, u, a, f):
+        return self._expect(_eq.node_step_terms, u, a, f, (0.0,))
+
+    def loss(self, u, a, f):
+        return self._expect(_eq.node_loss_terms, u, a, f, (0,))
+
+    def node_loss(self, u, a, f):
+        """One loss tuple per node (the distinct eigenvalues of a discrete spectrum)."""
+        return [_eq.node_loss_terms(x if self._mp else float(x), *u, *a[:5], 0, *a[5:], _f=f)
+                for x in self.nodes]
+
+    def stieltjes(self, u, a, f):
+        return _eq.feature_stieltjes(*u, *a[:5], 0.0, *a[5:], _f=f)
+
+    def node_floor(self, t, f):
+        return [_eq.test_error_floor(x if self._mp else float(x), t, _f=f) for x in self.nodes]
+
+    def floor(self, t, f):
+        if self._mp:
+            return mpmath.fsum(w * v for w, v in zip(self.weights, self.node_floor(t, f)))
+        t = np.asarray(t, dtype=float)
+        ell = self.nodes.reshape((-1,) + (1,) * t.ndim)
+        out = np.tensordot(self.weights, _eq.test_error_floor(ell, t, _f=NUMPY), axes=([0], [0]))
+        return out if t.ndim else float(out)
+
+
+def system_for(spectrum):
+    """The system of a parsed spectrum: isotropic, or anisotropic over its d -> inf law."""
+    if spectrum.kind == "isotropic":
+        return IsotropicSystem()
+    return AnisotropicSystem.from_spectrum(spectrum)
+
+
+def floor_value(system, t):
+    """Mean floor (the smallest test error) in double precision for a float or array t."""
+    return system.floor(np.asarray(t, dtype=float), NUMPY)

@@ -1,0 +1,282 @@
+"""Shared numerics of the RF-DSM solvers: Newton steps, continuation, error assembly.
+
+Every routine takes a *system* (:mod:`rmtsolve.rf_dsm.equations`) and the parameter tuple
+``a = (psi_n, psi_p, iota, t, lam, mu1, mu_s2, mu_e2)``; the unknowns u = (k0, k1, G) are
+k_tau = 1/(1 + delta_tau) and G = a_I g, all in (0, 1] for a real ridge.
+
+- :func:`solve3`: Cramer's rule for 3 x 3 systems (floats, arrays or mpmath numbers);
+- :func:`newton_grid`, :func:`newton_point`, :func:`newton_complex`: damped Newton with the
+  generated Jacobian (vectorised over points / one point / complex ridges with the branch
+  condition Im s_U > 0);
+- :func:`descend`, :func:`continue_point`, :func:`solve_grid`: adaptive continuation in
+  log10 of the ridge (or of Im z) from a value where the physical branch is known
+  (k = G = 1 at a large ridge);
+- :func:`loss_derivatives`, :func:`errors`: test_error = dL/dgam and
+  train_error = L - lam dL/dlam through the fixed point (implicit function theorem), total
+  and per eigenvalue of Sigma.
+"""
+from __future__ import annotations
+
+import math
+
+import mpmath
+import numpy as np
+
+from .._backend import MATH, NUMPY
+from ..errors import ConvergenceError
+
+TOL = 1e-13  # residual tolerance of the double-precision Newton solves (residuals are O(1))
+
+
+def solve3(J, b):
+    """Cramer's rule for one 3 x 3 system (floats, arrays or mpmath numbers); J row-major."""
+    a, b_, c, d, e, f, g, h, i = J
+    det = a * (e * i - f * h) - b_ * (d * i - f * g) + c * (d * h - e * g)
+    x = (b[0] * (e * i - f * h) - b_ * (b[1] * i - f * b[2]) + c * (b[1] * h - e * b[2])) / det
+    y = (a * (b[1] * i - f * b[2]) - b[0] * (d * i - f * g) + c * (d * b[2] - b[1] * g)) / det
+    z = (a * (e * b[2] - b[1] * h) - b_ * (d * b[2] - b[1] * g) + b[0] * (d * h - e * g)) / det
+    return [x, y, z]
+
+
+def lam_floor(scale, dps):
+    """Smallest ridge used: lam = 0 is evaluated at this ridge, whose O(lam) effect on the
+    errors is below the working precision (the ridgeless limit is approached linearly)."""
+    if dps is None:
+        return scale * 1e-15
+    return scale * mpmath.mpf(10) ** (-(dps + 4))
+
+
+def lam_start(psi_n, psi_p, mu1, mus2, mue2, s2=1.0):
+    """A ridge large enough that delta_tau << 1 and psi_p g M << 1, i.e. k, G ~ 1."""
+    return 1e3 * (1 + mu1**2 * max(s2, 1.0) + mus2 + mue2) * (1 + psi_p) * (1 + psi_p / psi_n)
+
+
+def descend(log_start, log_target, u, solve, on_stall, *, step=1.0, max_step=2.0, grow=2.0,
+            min_step=1e-4):
+    """Move each point's log10-parameter from ``log_start`` to ``log_target``.
+
+    ``solve(idx, values, u_sub) -> (u_new, res, ok, iterations)`` solves the points ``idx`` at
+    parameter ``10**values`` from the unknowns ``u_sub``.  A point whose solve fails keeps its
+    last solution and divides its step by 4; success multiplies it by ``grow`` (at most
+    ``max_step``).  ``on_stall(index, log_value, res)`` is called (and must raise) when a
+    step falls below ``min_step``.  Returns (u, residuals, total iterations).
+    """
+    log_value = np.array(log_start, dtype=float)
+    steps = np.full(log_value.shape, float(step))
+    res = np.zeros(log_value.shape)
+    total = 0
+    while True:
+        idx = np.flatnonzero(log_value > log_target)
+        if idx.size == 0:
+            return u, res, total
+        trial = np.maximum(log_value[idx] - steps[idx], log_target[idx])
+        u_new, r, ok, its = solve(idx, trial, [x[idx] for x in u])
+        total += its
+        for x, xn in zip(u, u_new):
+            x[idx] = np.where(ok, xn, x[idx])
+        res[idx] = np.where(ok, r, res[idx])
+        log_value[idx] = np.where(ok, trial, log_value[idx])
+        steps[idx] = np.where(ok, np.minimum(steps[idx] * grow, max_step), steps[idx] / 4)
+        if np.any(steps < min_step):
+            bad = int(np.flatnonzero(steps < min_step)[0])
+            on_stall(bad, log_value[bad], res[bad])
+
+
+def newton_grid(system, u, args, max_iter=30):
+    """Vectorised damped Newton (real ridge); each iteration works on the points still moving.
+
+    Backtracking keeps the physical branch (k_tau, G in (0, 1]) and lowers the residual.
+    Returns (u, residuals, converged, iterations).
+    """
+    u = [x.copy() for x in u]
+    n = u[0].size
+    fnorm = np.full(n, np.inf)
+    live = np.arange(n)
+    its = 0
+    for its in range(max_iter + 1):
+        a = tuple(x[live] if np.ndim(x) else x for x in args)
+        ul = [x[live] for x in u]
+        T = [np.broadcast_to(x, live.shape) for x in system.terms(ul, a, NUMPY)]
+        f0 = np.max(np.abs(T[:3]), axis=0)
+        fnorm[live] = f0
+        keep = f0 > TOL
+        if not keep.any() or its == max_iter:
+            break
+        live, ul, a, T, f0 = live[keep], [x[keep] for x in ul], tuple(
+            x[keep] if np.ndim(x) else x for x in a), [x[keep] for x in T], f0[keep]
+        step = solve3(T[3:], [-x for x in T[:3]])
+        step = [np.where(np.isfinite(x), x, 0.0) for x in step]
+        s = np.ones(live.shape)
+        pending = np.ones(live.shape, bool)
+        for _ in range(30):
+            trial = [np.minimum(x + s * dx, 1.0) for x, dx in zip(ul, step)]
+            feasible = np.all([(x + s * dx > 0) & (x + s * dx <= 1 + 1e-12) for x, dx in zip(ul, step)], axis=0)
+            f_new = np.max(np.abs(np.broadcast_arrays(*system.terms(trial, a, NUMPY)[:3])), axis=0)
+            good = pending & feasible & (f_new < f0 * (1 - 1e-4 * s))
+            for x, tx in zip(ul, trial):
+                x[good] = tx[good]
+            pending &= ~good
+            if not pending.any():
+                break
+            s = np.where(pending, s / 2, s)
+        for x, xl in zip(u, ul):
+            x[live] = xl
+    return u, fnorm, fnorm <= 1e2 * TOL, its
+
+
+def solve_grid(system, args):
+    """Real-ridge continuation for a grid of points (flat arrays), from a large ridge to a[4].
+
+    Each point moves down in log10(ridge) by an adaptive step (at most two decades); a point
+    whose Newton solve fails goes back to its last solution and shrinks its step.  Only the
+    points still on their way are solved in each round.  Returns (u, max residual, iterations).
+    """
+    flat = [np.ravel(x) for x in args]
+    log_target = np.log10(flat[4])
+    log_start = np.maximum(np.log10(lam_start(*flat[:2], *flat[5:], system.s2)), log_target + 1)
+
+    def solve(idx, log_lam, u_sub):
+        sub = [x[idx] for x in flat]
+        sub[4] = 10.0 ** log_lam
+        return newton_grid(system, u_sub, tuple(sub), max_iter=30)
+
+    def stall(i, log_lam, res):
+        raise_unconverged(tuple(x[i] for x in flat), res, 10.0 ** log_lam)
+
+    u, res, total = descend(log_start, log_target, [np.ones(log_target.shape) for _ in range(3)], solve, stall)
+    return u, float(np.max(res)) if res.size else 0.0, total
+
+
+def raise_unconverged(a, res, lam_k):
+    psi_n, psi_p, iota, t, lam = (float(x) for x in a[:5])
+    m = math.inf if iota == 0 else 1 / iota
+    raise ConvergenceError(f"rf-dsm Newton solve did not converge at psi_n={psi_n:g}, psi_p={psi_p:g}, "
+                           f"m={m:g}, t={t:g}, lam={lam:g} (residual {float(res):.3g} at ridge {float(lam_k):.3g})")
+
+
+def newton_point(system, u, a, f, tol, max_iter):
+    """Damped Newton for one point; returns (u, residual, iterations, converged)."""
+    T = system.terms(u, a, f)
+    fn = max(abs(x) for x in T[:3])
+    for it in range(max_iter):
+        if fn <= tol:
+            return u, fn, it, True
+        step = solve3(T[3:], [-x for x in T[:3]])
+        s = 1
+        for _ in range(40):
+            trial = [x + s * dx for x, dx in zip(u, step)]
+            if all(0 < x <= 1 + 1e-12 for x in trial):
+                trial = [min(x, 1) for x in trial]
+                T_new = system.terms(trial, a, f)
+                fn_new = max(abs(x) for x in T_new[:3])
+                if fn_new < fn * (1 - s / 10000):
+                    break
+            s = s / 2
+        else:  # no decrease possible: converged only if already at the rounding floor
+            return u, fn, it, fn <= 1e2 * tol
+        u, T, fn = trial, T_new, fn_new
+    return u, fn, max_iter, fn <= tol
+
+
+def continue_point(system, a, f=MATH, tol=TOL):
+    """Adaptive continuation in log10(ridge) from a large ridge down to a[4] (one point)."""
+    target = math.log10(a[4])
+    log_lam = max(math.log10(lam_start(*a[:2], *a[5:], system.s2)), target + 1)
+    u, step, total, res = [1.0, 1.0, 1.0], 1.0, 0, 0.0
+    while log_lam > target:
+        trial = max(log_lam - step, target)
+        new, res, its, ok = newton_point(system, u, a[:4] + (10.0 ** trial,) + a[5:], f, tol, 30)
+        total += its
+        if ok:
+            u, log_lam, step = new, trial, min(2 * step, 2.0)
+        else:
+            step /= 4
+            if step < 1e-4:
+                return u, res, total, False
+    return u, res, total, True
+
+
+def newton_complex(system, u, lam, a_rest, tol=1e-12, max_iter=30):
+    """Vectorised Newton at complex ridges ``lam`` (the other parameters in ``a_rest``).
+
+    ``a_rest = (psi_n, psi_p, iota, t, mu1, mu_s2, mu_e2)``.  Steps are accepted only where
+    they lower the residual and keep Im s_U > 0 for s_U = g(lam = -z), i.e. Im g > 0 when
+    Im lam < 0 (the physical branch).  Returns (u, residuals, converged).
+    """
+    def args(sel):
+        return tuple(a_rest[:4]) + (lam[sel],) + tuple(a_rest[4:])
+
+    every = np.ones(lam.shape, bool)
+    u = [v.copy() for v in u]
+    T = system.terms(u, args(every), NUMPY)
+    fn = np.max(np.abs(np.broadcast_arrays(*T[:3])), axis=0)
+    for _ in range(max_iter):
+        if np.all(fn <= tol):
+            break
+        step = solve3(T[3:], [-x for x in T[:3]])
+        s = np.ones(lam.shape)
+        pending = fn > tol
+        for _ in range(30):
+            trial = [v + s * dv for v, dv in zip(u, step)]
+            Tn = system.terms(trial, args(every), NUMPY)
+            fn_new = np.max(np.abs(np.broadcast_arrays(*Tn[:3])), axis=0)
+            branch = (system.stieltjes(trial, args(every), NUMPY).imag * -np.sign(lam.imag) > 0) | (lam.imag == 0)
+            good = pending & branch & (fn_new < fn)
+            for v, tv in zip(u, trial):
+                v[good] = tv[good]
+            fn = np.where(good, fn_new, fn)
+            pending &= ~good
+            if not pending.any():
+                break
+            s = np.where(pending, s / 2, s)
+        T = system.terms(u, args(every), NUMPY)
+        fn = np.max(np.abs(np.broadcast_arrays(*T[:3])), axis=0)
+    return u, fn, fn <= 1e2 * tol
+
+
+def implicit_derivatives(system, u, a, f, solve):
+    """(du/dgam, du/dlam) through the fixed point, and the loss tuple at gam = 0."""
+    T = system.terms(u, a, f)
+    Lt = system.loss(u, a, f)
+    Fg, Fl = Lt[6:9], Lt[9:12]
+    return solve(T[3:], Fg), solve(T[3:], Fl), Lt
+
+
+def loss_derivatives(system, u, a, f, solve):
+    """L and its total derivatives dL/dlam, dL/dgam at gam = 0 (implicit function theorem)."""
+    dug, dul, Lt = implicit_derivatives(system, u, a, f, solve)
+    L, Lu, Lg, Ll = Lt[0], Lt[1:4], Lt[4], Lt[5]
+    dLl = Ll - sum(x * y for x, y in zip(Lu, dul))
+    dLg = Lg - sum(x * y for x, y in zip(Lu, dug))
+    return L, dLl, dLg
+
+
+def errors(system, u, a, f, solve, by_eigenvalue=False):
+    """test_error = dL/dgam and train_error = L - lam dL/dlam (and per eigenvalue).
+
+    With ``by_eigenvalue``, also the lists (test, train) per node of a discrete spectrum: the
+    same total derivatives of the coordinate-wise losses l(ell).
+    """
+    dug, dul, Lt = implicit_derivatives(system, u, a, f, solve)
+    lam = a[4]
+
+    def total(L):
+        dLl = L[5] - sum(x * y for x, y in zip(L[1:4], dul))
+        dLg = L[4] - sum(x * y for x, y in zip(L[1:4], dug))
+        return dLg, L[0] - lam * dLl
+
+    test, train = total(Lt)
+    if not by_eigenvalue:
+        return test, train, None
+    per = [total(L) for L in system.node_loss(u, a, f)]
+    return test, train, ([p[0] for p in per], [p[1] for p in per])
+
+
+def solve_grid_linear(shape):
+    """A ``solve(J, rhs)`` for :func:`errors` on arrays of ``shape`` (numpy linear solves)."""
+    def solve(Jflat, rhs):
+        J = np.stack(np.broadcast_arrays(*Jflat), -1).reshape(shape + (3, 3))
+        b = np.stack([np.broadcast_to(r, shape) for r in rhs], -1)
+        x = np.linalg.solve(J, b[..., None])[..., 0]
+        return [x[..., i] for i in range(3)]
+    return solve
