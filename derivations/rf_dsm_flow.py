@@ -22,6 +22,20 @@ it into sum_j W_j R(zeta_j) yhat, so the errors need, at complex ridges zeta:
   integrals of rational functions of the eigenvalue x of Omega, reduced by partial
   fractions to g_i = int dmu/(a_Oi x + a_Ii) and the moments int x dmu = 1,
   int x^2 dmu = 1 + psi_p.
+
+Anisotropic data (SPEC 1.5): the same data-level leave-one-out, with the traces over W done
+by removing columns of W (derivations/rf_dsm.py, step 10) for Q_j = (W M_j W^T/d + a_Ij)^{-1},
+s_j(ell) = 1/(1 + e_j M_j(ell)), e_j = psi_p g_j:
+
+* tau = tr(Q_1 Q_2)/p solves tr(Q_1 W M_1 W^T Q_2)/(d p) = g_2 - a_I1 tau, i.e.
+  tau = g_1 g_2 / (1 - psi_p g_1 g_2 E_H[M_1 M_2 s_1 s_2]);
+* tr(Q_1 W F W^T Q_2)/(d p) = tau E_H[F s_1 s_2] for diagonal F;
+* w_k^T Q_1 C Q_2 w_k / d = s_1 s_2 (mu1^2 V(ell_k) e_1 e_2 + mu1^2 psi_p tau E_H[V s_1 s_2]
+  + kappa^2 psi_p tau) for C = mu1^2 W V W^T/d + kappa^2 (the term i = k and the rest);
+* tr(C_s Q_1 C_u Q_2)/p from the same pieces.
+Every V is linear in ell, so all of it needs only the moments m_j = E_H[ell^j s_1 s_2],
+j = 0, 1, 2 (bounded integrands), and the two-point term of the output coordinates along an
+eigenvalue ell is a closed function of (ell, m_0, m_1, m_2) -- averaged over H for the total.
 """
 from __future__ import annotations
 
@@ -133,6 +147,75 @@ def two_point():
     return direct + spread, (A, B, sigma_t)
 
 
+m_sym = sp.symbols("m0 m1 m2")  # E_H[ell^j s_a s_b]
+ell = R.ell
+
+
+def aniso_blocks(k0, k1, G, lam, P, alpha):
+    """M(ell), a_I, H_c, g, e = psi_p g, s(ell), h(ell) of derivations/rf_dsm step 11 (gam = 0)."""
+    kk = {"mean": k0, "orth": k1}
+
+    def weighted(key):
+        return sum(sp.expand(alpha[k] * P[k][key]) * kk[k] for k in P)
+
+    M = mu1**2 * weighted("v")
+    aI = weighted("kappa2") + lam
+    g = G / aI
+    s = 1 / (1 + psi_p * g * M)
+    return dict(M=M, aI=aI, Hc=weighted("c"), g=g, e=psi_p * g, s=s, h=g * s)
+
+
+def moment(poly):
+    """E_H[poly(ell) s_a s_b] for a polynomial of degree <= 2 in ell, as sum_j c_j m_j."""
+    p = sp.Poly(sp.expand(poly), ell)
+    assert p.degree() <= 2
+    return sum(p.coeff_monomial(ell**j) * m_sym[j] for j in range(3))
+
+
+def two_point_aniso():
+    """Two-point term of the coordinates along ell, given the moments m_j (anisotropic data)."""
+    _, pops = R.step9_anisotropic_rows()
+    P = {"mean": {k: sp.expand(v.subs(R.m, 1 / iota)) for k, v in pops["mean"].items()}, "orth": pops["orth"]}
+    test, alpha = pops["test"], {"mean": iota, "orth": 1 - iota}
+    A = aniso_blocks(k0a, k1a, Ga, lama, P, alpha)
+    B = aniso_blocks(k0b, k1b, Gb, lamb, P, alpha)
+    kA = {"mean": k0a, "orth": k1a}
+    kB = {"mean": k0b, "orth": k1b}
+    for X in (A, B):
+        assert sp.Poly(sp.expand(X["M"]), ell).degree() == 1  # M linear in ell
+    tau_ = A["g"] * B["g"] / (1 - psi_p * A["g"] * B["g"] * moment(A["M"] * B["M"]))
+
+    def T(V):  # tr(Q_a W V W^T Q_b)/(d p)
+        return tau_ * moment(V)
+
+    def node(V, kappa2):  # w_k^T Q_a C Q_b w_k/d along ell, C = mu1^2 W V W^T/d + kappa2
+        return A["s"] * B["s"] * (mu1**2 * (V * A["e"] * B["e"] + psi_p * T(V)) + kappa2 * psi_p * tau_)
+
+    def trace(Cs, Cu):  # tr(C_s Q_a C_u Q_b)/p, C = (V, kappa2)
+        (Vs, ks), (Vu, ku) = Cs, Cu
+        quartic = A["e"] * B["e"] / psi_p * moment(Vs * Vu) + tau_ * moment(Vu) * moment(Vs)
+        return ks * ku * tau_ + ks * mu1**2 * T(Vu) + ku * mu1**2 * T(Vs) + mu1**4 * quartic
+
+    Ct = (test["v"], test["kappa2"])
+    iC = {k: (sp.expand(iota * P[k]["v"]), sp.expand(iota * P[k]["kappa2"])) for k in P}
+    aC = {k: (sp.expand(alpha[k] * P[k]["v"]), sp.expand(alpha[k] * P[k]["kappa2"])) for k in P}
+    pops_ = list(P)
+    b = [trace(iC[s_], Ct) for s_ in pops_]
+    Mx = [[psi_p / psi_n * kA[u] * kB[u] * trace(iC[s_], aC[u]) for u in pops_] for s_ in pops_]
+    J = dict(zip(pops_, _solve_fixed_2(b, Mx)))
+    HH = mu1**2 * A["Hc"] * B["Hc"]
+    direct = HH * node(*Ct)
+    spread = 0
+    for u in P:
+        bracket = (HH * node(*aC[u])
+                   - mu1**2 * psi_p * (A["Hc"] * A["h"] + B["Hc"] * B["h"]) * sp.expand(alpha[u] * P[u]["c"])
+                   + sp.expand(alpha[u] * P[u]["q"]))
+        spread += psi_p / psi_n * kA[u] * kB[u] * J[u] * bracket
+    moments = (A["s"] * B["s"], ell * A["s"] * B["s"], ell**2 * A["s"] * B["s"])
+    cross = mu1**2 * sp.sqrt(D) * A["Hc"] * psi_p * A["h"]  # c_t^T R(lama) yhat along ell
+    return direct + spread, moments, cross, A
+
+
 def build() -> Module:
     T2, (A, B, sigma_t) = two_point()
     args2 = (k0a, k1a, Ga, lama, k0b, k1b, Gb, lamb, psi_n, psi_p, iota, t, mu1, mus2, mue2)
@@ -145,6 +228,15 @@ def build() -> Module:
                  "yhat^T R(lama) Sigma_t R(lamb) yhat (per coordinate), lama != lamb."),
         Function("test_cross", args1, (c_ty,), "c_t^T R(lama) yhat (per coordinate)."),
     ]
+    T2n, moments, cross_n, _ = two_point_aniso()
+    functions += [
+        Function("node_moments", (ell,) + args2, moments,
+                 "Anisotropic: integrands s_a s_b, ell s_a s_b, ell^2 s_a s_b of the moments m_0, m_1, m_2."),
+        Function("node_two_point", (ell,) + m_sym + args2, (T2n,),
+                 "Anisotropic: yhat^T R(lama) Sigma_t R(lamb) yhat of the coordinates along ell (any lama, lamb)."),
+        Function("node_test_cross", (ell,) + args1, (cross_n,),
+                 "Anisotropic: c_t^T R(lama) yhat of the coordinates along ell."),
+    ]
     Tsym, Jm, Jo = sp.symbols("T_12 J_mean J_orth")
     eqs = [
         ("gradient flow", sp.Eq(sp.Symbol("b(tau)"), sp.Symbol("L^{-1}[R(lam + xi) yhat / xi](tau)"))),
@@ -154,6 +246,10 @@ def build() -> Module:
         ("", sp.Eq(Jo, sp.Symbol("I(iS_orth Sigma_t) + sum_u (psi_p/psi_n) k_u1 k_u2 J_u I(iS_orth aS_u)"))),
         ("I(P)", sp.Eq(sp.Symbol("I(P)"), sp.Symbol("int P(x)/((a_O1 x + a_I1)(a_O2 x + a_I2)) dMP_{psi_p}(x)"))),
         ("Sigma_t(x)", sp.Eq(sp.Symbol("Sigma_t"), sigma_t)),
+        ("anisotropic data", sp.Eq(sp.Symbol("tau_12"), sp.Symbol("g_1 g_2/(1 - psi_p g_1 g_2 E_H[M_1 M_2 s_1 s_2])"))),
+        ("", sp.Eq(sp.Symbol("m_j"), sp.Symbol("E_H[ell^j s_1(ell) s_2(ell)], s_i = 1/(1 + psi_p g_i M_i(ell)), j = 0, 1, 2"))),
+        ("", sp.Eq(sp.Symbol("w_k^T Q_1 C Q_2 w_k/d"), sp.Symbol(
+            "s_1 s_2 (mu1^2 V(ell_k) psi_p^2 g_1 g_2 + mu1^2 psi_p tau_12 E_H[V s_1 s_2] + kappa^2 psi_p tau_12)"))),
     ]
     latex, text = eq_block("RF-DSM gradient flow: Talbot inverse Laplace + two-point deterministic equivalent", eqs)
     return Module("rf_dsm_flow", functions, latex, text)

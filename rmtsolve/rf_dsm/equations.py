@@ -53,6 +53,10 @@ class IsotropicSystem:
     def stieltjes(self, u, a, f):
         return _eq.feature_stieltjes(*u, *a[:5], 0.0, *a[5:], _f=f)
 
+    def expect(self, fun, *rest, f=NUMPY):
+        """A node function at the one eigenvalue 1 (see :meth:`AnisotropicSystem.expect`)."""
+        return fun(mpmath.mpf(1) if f.name == "mpmath" else 1.0, *rest, _f=f)
+
     def node_floor(self, t, f):
         return [f.exp(-2 * t)]
 
@@ -122,6 +126,27 @@ class AnisotropicSystem:
         stacked = np.stack([np.broadcast_to(x, (self.nodes.size,) + shape) for x in out])
         res = np.tensordot(self.weights, stacked, axes=([0], [1]))
         return tuple(res) if shape else tuple(x[()] for x in res)
+
+    def expect(self, fun, *rest, f=NUMPY):
+        """E_H[fun(ell, *rest)] for a node function returning one value or a tuple.
+
+        ``rest`` are arrays of one shape (or scalars); the node axis is summed out.
+        """
+        if self._mp:
+            acc = None
+            for x, w in zip(self.nodes, self.weights):
+                r = fun(x, *rest, _f=f)
+                r = r if isinstance(r, tuple) else (r,)
+                acc = [w * v for v in r] if acc is None else [a_ + w * v for a_, v in zip(acc, r)]
+            return acc[0] if len(acc) == 1 else tuple(acc)
+        shape = np.broadcast_shapes(*(np.shape(x) for x in rest))
+        ell = self.nodes.reshape((-1,) + (1,) * len(shape))
+        out = fun(ell, *rest, _f=NUMPY)
+        single = not isinstance(out, tuple)
+        out = (out,) if single else out
+        res = tuple(np.tensordot(self.weights, np.broadcast_to(x, (self.nodes.size,) + shape), axes=([0], [0]))
+                    for x in out)
+        return res[0] if single else res
 
     def terms(self, u, a, f):
         return self._expect(_eq.node_step_terms, u, a, f, (0.0,))

@@ -141,7 +141,9 @@ def _node_solutions(system, zeta, args, M):
         lower[j] = [v[0] for v in u]
     u = [np.array([lower[j][i] for j in range(M - 1)] + [complex(u0[i])] +
                   [np.conj(lower[j][i]) for j in range(M - 2, -1, -1)]) for i in range(3)]
-    return u, worst
+    # Polish to the rounding floor: the Talbot sum amplifies node errors by up to e^{2M/5}.
+    u, r, _ = newton_complex(system, u, np.asarray(zeta, dtype=complex), a_rest, tol=0.0, max_iter=3)
+    return u, max(worst, float(r.max()))
 
 
 def _flow_errors(system, tau: float, args: tuple, M: int) -> tuple[float, float, float]:
@@ -190,18 +192,35 @@ def _assemble(system, u, zeta, W, args, f):
     a = (psi_n, psi_p, iota, t, zeta, mu1, mus2, mue2)
     L, dLl, dLg = loss_derivatives(system, u, a, f, solve3)
     y = 1 - L  # yhat^T R yhat
-    c = _eq.test_cross(*u, zeta, *pars, *coef, _f=f)  # c_t^T R yhat
-    # Two-point terms for all pairs; the diagonal from the one-point derivatives.
     n = zeta.size
     off = ~np.eye(n, dtype=bool)
     ia, ib = np.nonzero(off)
     T = np.empty((n, n), dtype=zeta.dtype)
     Y = np.empty((n, n), dtype=zeta.dtype)
-    T[ia, ib] = _eq.two_point(*(v[ia] for v in u), zeta[ia], *(v[ib] for v in u), zeta[ib], *pars, *coef, _f=f)
+    c = system.expect(_eq.node_test_cross, *u, zeta, *pars, *coef, f=f)  # c_t^T R yhat
+    T[...] = two_point(system, u, zeta, pars, coef, f)
     Y[ia, ib] = (zeta[ib] * y[ib] - zeta[ia] * y[ia]) / (zeta[ib] - zeta[ia])
     diag = np.arange(n)
-    T[diag, diag] = dLg - 1 + 2 * c  # yhat^T R Sigma_t R yhat at equal ridges
     Y[diag, diag] = y - zeta * dLl  # yhat^T R U R yhat = y - zeta yhat^T R^2 yhat
     test = 1 - 2 * np.sum(W * c) + W @ T @ W
     train = 1 - 2 * np.sum(W * y) + W @ Y @ W
     return test, train
+
+
+def two_point(system, u, zeta, pars, coef, f):
+    """yhat^T R(zeta_i) Sigma_t R(zeta_j) yhat for all pairs (i, j) of nodes.
+
+    The moments m_j = E_H[ell^j s_i s_j] first, then the two-point term of every eigenvalue
+    averaged over H (for isotropic data H = delta_1).  The formula has no singularity at i = j,
+    so the diagonal comes from it too (tests check it against the one-point identity
+    dL/dgam - 1 + 2 c_t^T R yhat, and against the Marchenko-Pastur form of
+    ``derivations/rf_dsm_flow.py``, which is far more sensitive to rounding in the node
+    solutions: 1e-9 against 1e-16 here).
+    """
+    n = zeta.size
+    ia, ib = (x.ravel() for x in np.meshgrid(np.arange(n), np.arange(n), indexing="ij"))
+    ua, ub = [v[ia] for v in u], [v[ib] for v in u]
+    pair = (*ua, zeta[ia], *ub, zeta[ib], *pars, *coef)
+    moments = system.expect(_eq.node_moments, *pair, f=f)
+    vals = system.expect(_eq.node_two_point, *moments, *pair, f=f)
+    return np.asarray(vals).reshape(n, n)
