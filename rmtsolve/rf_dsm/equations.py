@@ -114,13 +114,14 @@ class AnisotropicSystem:
         if self._mp:
             rows = [fun(x, *u, *a[:5], *lead, *a[5:], _f=f) for x in self.nodes]
             return tuple(mpmath.fsum(w * r[i] for w, r in zip(self.weights, rows)) for i in range(len(rows[0])))
-        shape = np.broadcast_shapes(*(np.shape(x) for x in (*u, *a)))
-        if shape == () and self.nodes.size <= _SCALAR_NODES:
+        scalar = not any(isinstance(x, np.ndarray) for x in (*u, *a))
+        if scalar and self.nodes.size <= _SCALAR_NODES:
             acc = None
             for x, w in zip(self.nodes.tolist(), self.weights.tolist()):
                 r = fun(x, *u, *a[:5], *lead, *a[5:], _f=f)
                 acc = [w * v for v in r] if acc is None else [s + w * v for s, v in zip(acc, r)]
             return tuple(acc)
+        shape = np.broadcast_shapes(*(np.shape(x) for x in (*u, *a)))
         ell = self.nodes.reshape((-1,) + (1,) * len(shape))
         out = fun(ell, *u, *a[:5], *lead, *a[5:], _f=NUMPY)
         stacked = np.stack([np.broadcast_to(x, (self.nodes.size,) + shape) for x in out])

@@ -220,7 +220,9 @@ def newton_complex(system, u, lam, a_rest, tol=1e-12, max_iter=30):
             trial = [v + s * dv for v, dv in zip(u, step)]
             Tn = system.terms(trial, args(every), NUMPY)
             fn_new = np.max(np.abs(np.broadcast_arrays(*Tn[:3])), axis=0)
-            branch = (system.stieltjes(trial, args(every), NUMPY).imag * -np.sign(lam.imag) > 0) | (lam.imag == 0)
+            st = system.stieltjes(trial, args(every), NUMPY)
+            sg = -np.sign(lam.imag)
+            branch = ((st.imag * sg > 0) & ((-lam * st).imag * sg > 0)) | (lam.imag == 0)
             good = pending & branch & (fn_new < fn)
             for v, tv in zip(u, trial):
                 v[good] = tv[good]
@@ -232,6 +234,68 @@ def newton_complex(system, u, lam, a_rest, tol=1e-12, max_iter=30):
         T = system.terms(u, args(every), NUMPY)
         fn = np.max(np.abs(np.broadcast_arrays(*T[:3])), axis=0)
     return u, fn, fn <= 1e2 * tol
+
+
+def newton_complex_point(system, u, a, tol=1e-12, max_iter=12, halvings=8):
+    """:func:`newton_complex` for one point on Python complex numbers (``a`` with lam = a[4]).
+
+    Few iterations and halvings: a continuation step that needs more is cheaper to shorten.
+    Returns (u, residual, converged)."""
+    sgn = -1.0 if a[4].imag > 0 else 1.0  # Im s_U > 0 for Im z = -Im lam > 0
+    T = system.terms(u, a, MATH)
+    fn = max(abs(x) for x in T[:3])
+    for _ in range(max_iter):
+        if fn <= tol:
+            return u, fn, True
+        step = solve3(T[3:], [-x for x in T[:3]])
+        s = 1.0
+        for _ in range(halvings):
+            trial = [x + s * dx for x, dx in zip(u, step)]
+            T_new = system.terms(trial, a, MATH)
+            fn_new = max(abs(x) for x in T_new[:3])
+            if fn_new < fn and (a[4].imag == 0 or _herglotz(system.stieltjes(trial, a, MATH), -a[4], sgn)):
+                break
+            s /= 2
+        else:
+            return u, fn, fn <= 1e2 * tol
+        u, T, fn = trial, T_new, fn_new
+    return u, fn, fn <= 1e2 * tol
+
+
+def _herglotz(s, z, sgn):
+    """Both branch conditions of a Stieltjes transform of a law on [0, inf): Im s and Im(z s)
+    have the sign of Im z (``sgn``)."""
+    return sgn * s.imag > 0 and sgn * (z * s).imag > 0
+
+
+def continue_complex_point(system, x, eta_target, a_rest, scale):
+    """Fixed point at lam = -(x + i eta_target) for one point, on the physical branch.
+
+    Continuation in log10(eta) from 1e3 scale down to the target, each Newton solve started
+    from the secant extrapolation of the last two solutions (steps of at most one decade: longer
+    ones can land on spurious roots that still have Im s_U > 0).
+    ``a_rest = (psi_n, psi_p, iota, t, mu1, mu_s2, mu_e2)``.  Returns (u, residual).
+    """
+    def args(log_eta):
+        return tuple(a_rest[:4]) + (-(x + 1j * 10.0 ** log_eta),) + tuple(a_rest[4:])
+
+    log_eta, target = math.log10(1e3 * scale), math.log10(eta_target)
+    log_eta = max(log_eta, target + 1)
+    u, prev, step, res = [1 + 0j, 1 + 0j, 1 + 0j], None, 1.0, 0.0
+    while log_eta > target:
+        trial = max(log_eta - step, target)
+        guess = u if prev is None else [
+            ui + (ui - pi) * (trial - log_eta) / (log_eta - prev[0]) for ui, pi in zip(u, prev[1])]
+        new, r, ok = newton_complex_point(system, guess, args(trial))
+        if ok:
+            prev, u, log_eta, res = (log_eta, u), new, trial, r
+            step = min(2 * step, 1.0)
+        else:
+            step /= 4
+            if step < 1e-5:
+                raise ConvergenceError(f"feature spectrum: continuation stalled at z = {x:g} + "
+                                       f"{10.0 ** log_eta:.3g}i (residual {r:.3g})")
+    return u, res
 
 
 def implicit_derivatives(system, u, a, f, solve):

@@ -21,8 +21,11 @@ from .._backend import NUMPY
 from ..errors import ConvergenceError, ParameterError, check_range
 from ..population import parse_spectrum
 from .equations import system_for
-from .numerics import descend, newton_complex
+from .numerics import continue_complex_point, descend, newton_complex
 from .solver import coefficient_arrays, iota_of
+
+
+_SCALAR_MAX = 16  # up to this many points, one scalar continuation each (less overhead)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,7 +81,12 @@ def feature_spectrum(z, *, psi_n: float, psi_p: float, m, t: float, activation="
     pars = (psi_n, psi_p, iota, float(t))
     coef = (mu1, mus2, mue2)
     x, eta = zz.real.ravel(), eta_target.ravel()
-    u, res = continue_complex(system, x, eta, pars, coef, scale)
+    if x.size <= _SCALAR_MAX:
+        sols = [continue_complex_point(system, float(xi), float(ei), pars + coef, scale) for xi, ei in zip(x, eta)]
+        u = [np.array([sol[0][i] for sol in sols]) for i in range(3)]
+        res = max((sol[1] for sol in sols), default=0.0)
+    else:
+        u, res = continue_complex(system, x, eta, pars, coef, scale)
     s = system.stieltjes(u, pars + (-(x + 1j * eta),) + coef, NUMPY).reshape(zz.shape)
     atom = 0.0 if iota == 0 else max(0.0, 1 - psi_n / (iota * psi_p))
     density = np.where(real, s.imag / np.pi, np.nan)
