@@ -13,6 +13,7 @@ import sys
 import mpmath
 import numpy as np
 
+from ._backend import NUMPY
 from .errors import ConvergenceError, ParameterError
 
 RF_TABLE_PSI_P = np.round(np.logspace(-1, 1, 17), 4)
@@ -84,6 +85,12 @@ def _rf_flags(p: argparse.ArgumentParser, table_default: bool):
     p.add_argument("--tau", type=_real, default=None,
                    help="gradient-flow time from B = 0, B(tau) = B_ridge (I - exp(-tau (U + lam))) "
                         "(SPEC 1.4 time divided by d; default: converged ridge solution)")
+    p.add_argument("--spectrum", default="isotropic", help=_SPECTRUM_HELP)
+
+
+_SPECTRUM_HELP = ("population spectrum of the data covariance Sigma: isotropic (default), powerlaw:K "
+                  "(0 <= K < 1: lambda(u) = (1 - K) u^-K, u uniform on (0, 1]), or file:PATH of "
+                  "eigenvalues >= 0 (equally weighted; zeros: data on a subspace; not renormalised)")
 
 
 def _ldm_flags(p: argparse.ArgumentParser):
@@ -106,9 +113,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("rf-dsm", help="asymptotic RF-DSM train/test/score errors",
                        description="Random-features denoising score matching, d -> inf with "
-                                   "n = psi_n d, p = psi_p d. y = e^{-t} x + sqrt(1 - e^{-2t}) z; "
-                                   "errors per dimension; score_error = test_error - e^{-2t}; "
-                                   "gap = test_error - train_error. Without --psi-p: a table over psi_p.")
+                                   "n = psi_n d, p = psi_p d. y = e^{-t} x + sqrt(1 - e^{-2t}) z, "
+                                   "x ~ N(0, Sigma); errors per dimension; test_error_floor = mean of "
+                                   "e^{-2t} l/(e^{-2t} l + 1 - e^{-2t}) over the eigenvalues l of Sigma "
+                                   "(e^{-2t} for isotropic data); score_error = test_error - test_error_floor; "
+                                   "gap = test_error - train_error; test_error_by_eigenvalue for spectra "
+                                   "with finitely many distinct eigenvalues. Without --psi-p: a table over psi_p.")
     _rf_flags(p, table_default=True)
     _common(p)
 
@@ -134,6 +144,9 @@ def build_parser() -> argparse.ArgumentParser:
                                    "sqrt(1-e^{-2t}) g), mu_e^2 = mustar^2 - mu_s^2.")
     p.add_argument("--activation", default="relu", help="name or expression in x (default relu)")
     p.add_argument("--t", type=_real, default=0.5, help="diffusion time t > 0 (default 0.5)")
+    p.add_argument("--spectrum", default="isotropic",
+                   help="spectrum of Sigma (as for rf-dsm): the coefficients are taken at preactivation "
+                        "variance v_t = e^{-2t} tr Sigma/d + 1 - e^{-2t} (default isotropic: v_t = 1)")
     _common(p)
 
     p = sub.add_parser("derive", help="print the derived equations",
@@ -170,6 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
             q.add_argument("--" + name.replace("_", "-"), default=default, help=f"value or range (default {default})")
         if model == "rf-dsm":
             q.add_argument("--activation", default="relu", help="name or expression in x (default relu)")
+            q.add_argument("--spectrum", default="isotropic", help=_SPECTRUM_HELP)
         else:
             q.add_argument("--spectrum", default="isotropic", help="isotropic | powerlaw:K | file:PATH")
         q.add_argument("--csv", default=None, help="write CSV to FILE")
@@ -220,15 +234,17 @@ def _cmd_rf_dsm(a):
 
     psi_p = RF_TABLE_PSI_P if a.psi_p is None else a.psi_p
     r = rf_dsm(psi_n=a.psi_n, psi_p=psi_p, m=a.m, t=a.t, lam=a.lam, activation=a.activation,
-               tau=a.tau, dps=a.dps)
+               tau=a.tau, dps=a.dps, spectrum=a.spectrum)
     out = r.as_dict()
     if a.psi_p is None and not a.json:
         from ._output import table
 
         m = "inf" if math.isinf(a.m) else int(a.m)
+        floor = float(np.ravel(r.test_error_floor)[0])
         title = (f"RF-DSM learning curve: psi_n={a.psi_n:g}, m={m}, t={a.t:g}, lam={a.lam:g}, "
-                 f"activation={out['params']['activation']}; p = n at psi_p = {a.psi_n:g}, "
-                 f"p = n m at psi_p = {a.psi_n * a.m:g}; floor e^-2t = {math.exp(-2 * a.t):.6g}")
+                 f"activation={out['params']['activation']}, spectrum={out['params']['spectrum']}; "
+                 f"p = n at psi_p = {a.psi_n:g}, p = n m at psi_p = {a.psi_n * a.m:g}; "
+                 f"test_error_floor = {floor:.6g}")
         print(table({"psi_p": psi_p, **{k: out[k] for k in ("test_error", "train_error", "score_error", "gap")}},
                     title=title))
         return
@@ -250,9 +266,14 @@ def _cmd_mp(a):
 def _cmd_coeffs(a):
     from .coeffs import coefficients
 
-    c = coefficients(a.activation, a.t, dps=a.dps)
+    from .population import parse_spectrum
+
+    spec = parse_spectrum(a.spectrum)
+    s2 = spec.s2 if a.dps is None else repr(spec.s2)
+    c = coefficients(a.activation, a.t, dps=a.dps, s2=s2)
     out = dict(c.as_dict())
-    out["params"] = {"activation": c.activation, "t": a.t, "dps": a.dps}
+    out["params"] = {"activation": c.activation, "t": a.t, "dps": a.dps, "spectrum": spec.label,
+                     "s2": spec.s2, "v_t": math.exp(-2 * a.t) * spec.s2 - math.expm1(-2 * a.t)}
     _emit(out, a.json, dps=a.dps)
 
 
@@ -292,7 +313,8 @@ def _cmd_simulate(a):
         if a.psi_p is None:
             raise ParameterError("psi_p", "given (> 0) for a simulation", None)
         r = simulate_rf_dsm(psi_n=a.psi_n, psi_p=a.psi_p, m=a.m, t=a.t, lam=a.lam,
-                            activation=a.activation, d=a.d, seeds=a.seeds, seed=a.seed, tau=a.tau)
+                            activation=a.activation, d=a.d, seeds=a.seeds, seed=a.seed, tau=a.tau,
+                            spectrum=a.spectrum)
     else:
         from .ldm_sim import simulate_ldm
 
@@ -307,10 +329,21 @@ def _cmd_sweep(a):
     ranges = {name: sweep.parse_value(name, getattr(a, name), integer=kind in ("int", "m"),
                                       allow_inf=kind == "m" or name in ("tau", "d"))
               for name, (_d, kind) in flags.items()}
+    constants = {}
     if a.model == "rf-dsm":
+        from .population import parse_spectrum
         from .rf_dsm import rf_dsm
+        from .rf_dsm.equations import system_for
 
-        outputs = ["test_error", "train_error", "score_error", "gap"]
+        spec = parse_spectrum(a.spectrum)
+        if spec.kind == "powerlaw":
+            spec.law()  # K < 1
+        system = system_for(spec)
+        constants = {"activation": a.activation, "spectrum": spec.label}
+        by_names = []
+        if spec.discrete and spec.kind != "isotropic":
+            by_names = [f"test_error_by_eigenvalue[{float(v)!r}]" for v in system.eigenvalues]
+        outputs = ["test_error", "train_error", "score_error", "gap", "test_error_floor"] + by_names
 
         def solve(**cols):
             # Ridgeless points at p = n m: the test error diverges (rows read inf) while the
@@ -318,11 +351,17 @@ def _cmd_sweep(a):
             div = (cols["lam"] == 0) & np.isfinite(cols["m"]) & np.isclose(cols["psi_p"], cols["psi_n"] * cols["m"],
                                                                              rtol=1e-9, atol=0)
             out = {k: np.full(div.shape, 0.0 if k == "train_error" else np.inf) for k in outputs}
+            out["test_error_floor"] = np.asarray(system.floor(cols["t"], NUMPY), dtype=float)
             if (~div).any():
-                r = rf_dsm(**{k: v[~div] for k, v in cols.items()}, activation=a.activation, dps=a.dps).as_dict()
+                r = rf_dsm(**{k: v[~div] for k, v in cols.items()}, activation=a.activation, dps=a.dps,
+                           spectrum=spec)
+                res = r.as_dict()
+                if by_names:
+                    by = np.asarray(r.test_error_by_eigenvalue).reshape(-1, len(by_names))
+                    res |= {name: by[:, i] for i, name in enumerate(by_names)}
                 for k in outputs:
                     out[k] = out[k].astype(object) if a.dps else out[k]
-                    out[k][~div] = r[k]
+                    out[k][~div] = res[k]
             return out
     else:
         from .ldm import ldm
@@ -351,7 +390,8 @@ def _cmd_sweep(a):
     fh, fmt = sweep.open_output(a.csv, a.jsonl)
     try:
         sweep.run(solve, ranges, outputs, fh, fmt, progress=not a.quiet and sys.stderr.isatty(),
-                  integer_columns=[n for n, (_d, kind) in flags.items() if kind in ("int", "m")])
+                  integer_columns=[n for n, (_d, kind) in flags.items() if kind in ("int", "m")],
+                  constants=constants)
     except KeyboardInterrupt:
         sys.stderr.write("rmtsolve: interrupted; the rows written so far are complete\n")
         return 130

@@ -107,23 +107,27 @@ class _Progress:
 
 
 def run(solve, ranges: dict, outputs: list[str], fh, fmt: str = "csv", progress: bool = False,
-        block: int = BLOCK, integer_columns=()) -> int:
+        block: int = BLOCK, integer_columns=(), constants: dict | None = None) -> int:
     """Solve ``solve(**columns) -> dict of output arrays`` over the grid, streaming rows.
 
-    Returns the number of rows written.  KeyboardInterrupt stops after the last complete
-    block, leaving a valid file behind.
+    ``constants``: non-numeric parameters (activation, spectrum) written as columns after the
+    ranges.  Returns the number of rows written.  KeyboardInterrupt stops after the last
+    complete block, leaving a valid file behind.
     """
     grid = product_grid(ranges)
     names = list(ranges)
+    constants = constants or {}
     n = len(grid[names[0]]) if names else 0
-    writer = _Writer(fh, fmt, names + outputs, integer_columns)
+    writer = _Writer(fh, fmt, names + list(constants) + outputs, integer_columns)
     bar = _Progress(n, progress)
     done = 0
     try:
         for start in range(0, n, block):
             cols = {k: v[start:start + block] for k, v in grid.items()}
             out = solve(**cols)
-            writer.rows(cols | {k: np.broadcast_to(np.asarray(out[k]), cols[names[0]].shape) for k in outputs})
+            shape = cols[names[0]].shape
+            writer.rows(cols | {k: [v] * shape[0] for k, v in constants.items()}
+                        | {k: np.broadcast_to(np.asarray(out[k]), shape) for k in outputs})
             done += len(cols[names[0]])
             bar.update(done)
     finally:
