@@ -1,6 +1,6 @@
 """Marchenko-Pastur and generalised Marchenko-Pastur (Silverstein) laws, from the resolvent.
 
-Conventions (SPEC section 3).  ``X`` is ``N x d`` with iid N(0, 1) entries, ``c = d / N``.
+Conventions (conventions section 3).  ``X`` is ``N x d`` with iid N(0, 1) entries, ``c = d / N``.
 ``S = Sigma^{1/2} X^T X Sigma^{1/2} / N`` is the ``d x d`` sample covariance, ``Sigma`` has
 spectral law ``H = sum_k w_k delta_{t_k}``.  ``s(z) = tr (S - z)^{-1} / d`` is the Stieltjes
 transform of the law of ``S`` (``Im s > 0`` for ``Im z > 0``); ``sb(z)`` is the transform of

@@ -1,6 +1,6 @@
 """RF-DSM: asymptotic train/test errors of denoising score matching with random features.
 
-Conventions are those of SPEC section 1.  The derivation runs in seven steps; each one is
+Conventions: docs/conventions.md, section 1.  The derivation runs in seven steps; each one is
 a sympy computation (with ``assert`` on the identities it relies on) so it can be re-run
 and checked:
 
@@ -20,9 +20,9 @@ and checked:
    implicit function theorem by the solver with the Jacobians generated here.
 8. The same fixed point at a complex ridge lam = -z (gam = 0) is the deterministic
    equivalent of the resolvent (U - z)^{-1} of U = Phi^T Phi/(n m): its normalised trace is
-   g = G / a_I, the Stieltjes transform of the spectral law of U (SPEC 1.4).
+   g = G / a_I, the Stieltjes transform of the spectral law of U (conventions 1.4).
 
-Anisotropic data x ~ N(0, Sigma) (SPEC 1.5) re-derive steps 2, 3 and 6 without Omega:
+Anisotropic data x ~ N(0, Sigma) (conventions 1.5) re-derive steps 2, 3 and 6 without Omega:
 
 9. The rotated rows along an eigen-direction of Sigma with eigenvalue ell: input variances
    v_tau(ell) linear in ell; Gaussian equivalence at preactivation variance v_t = rho s2 + D.
@@ -44,7 +44,7 @@ import sympy as sp
 
 from derivations._codegen import Function, Module, eq_block
 
-# Parameters and order parameters (names as in SPEC / the Python API).
+# Parameters and order parameters (names as in the conventions / the Python API).
 psi_n, psi_p, t, lam, gam = sp.symbols("psi_n psi_p t lam gam", nonnegative=True)
 iota = sp.Symbol("iota", nonnegative=True)  # 1/m
 m = sp.Symbol("m", positive=True)
@@ -319,7 +319,7 @@ def step11_anisotropic_system(pops, F_iso, L_iso):
 
 
 def step12_floor():
-    """The smallest test error and the score error (SPEC 1.5).
+    """The smallest test error and the score error (conventions 1.5).
 
     Per coordinate along an eigenvalue ell: z = c y + e with c = sqrt(D)/(rho ell + D) (the best
     linear predictor) and e independent of y, Var e = 1 - D/(rho ell + D) =: floor(ell).  For any
@@ -359,6 +359,7 @@ def build() -> Module:
     functions = [
         Function("newton_step_terms", args, tuple(F) + tuple(J),
                  "Residuals F (3) and Jacobian dF/d(k0, k1, G) row-major (9)."),
+        Function("residuals", args, tuple(F), "Residuals F (3) alone (line searches)."),
         Function("loss_terms", args,
                  (Lbar,) + tuple(Lu) + (sp.diff(Lbar, gam), sp.diff(Lbar, lam)) + tuple(Fg) + tuple(Fl),
                  "Lbar, dLbar/du (3), dLbar/dgam, dLbar/dlam, dF/dgam (3), dF/dlam (3)."),
@@ -369,6 +370,7 @@ def build() -> Module:
     functions += [
         Function("node_step_terms", nargs, tuple(f_node) + tuple(sp.diff(e, v) for e in f_node for v in u),
                  "Step 11, per eigenvalue ell of Sigma: f (3) and df/d(k0, k1, G) (9); F = E_H[f]."),
+        Function("node_residuals", nargs, tuple(f_node), "Step 11, per eigenvalue: f (3) alone (line searches)."),
         Function("node_loss_terms", nargs,
                  (l_node,) + tuple(sp.diff(l_node, v) for v in u) + (sp.diff(l_node, gam), sp.diff(l_node, lam))
                  + tuple(sp.diff(e, gam) for e in f_node) + tuple(sp.diff(e, lam) for e in f_node),
@@ -403,7 +405,7 @@ def build() -> Module:
         ("score_error", sp.Eq(sp.Symbol("score_error"), sp.Symbol("test_error") - sp.Symbol("test_error_floor"))),
     ]
     latex_a, text_a = eq_block(
-        "RF-DSM with x ~ N(0, Sigma), population law H of the eigenvalues ell of Sigma (SPEC 1.5; "
+        "RF-DSM with x ~ N(0, Sigma), population law H of the eigenvalues ell of Sigma (conventions 1.5; "
         "iota = 1/m, m = infinity is iota = 0); test_error = dL/dgam, train_error = L - lam dL/dlam at "
         "gam = 0 (total derivatives); test_error_by_eigenvalue = d l(ell)/dgam", aeqs)
     latex, text = eq_block(

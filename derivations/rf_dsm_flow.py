@@ -1,7 +1,7 @@
-"""RF-DSM under gradient flow: the two-point deterministic equivalent (SPEC section 1.4).
+"""RF-DSM under gradient flow: the two-point deterministic equivalent (conventions section 1.4).
 
-Time convention: B(tau) = B_ridge (I - exp(-tau (U + lam))), i.e. the flow of SPEC 1.4 with
-time measured in units of d (dB/dtau = -(d/2) grad L; tau_SPEC = d tau), as for the linear
+Time convention: B(tau) = B_ridge (I - exp(-tau (U + lam))), i.e. the flow of conventions 1.4 with
+time measured in units of d (dB/dtau = -(d/2) grad L; tau' = d tau), as for the linear
 diffusion model.  With yhat = Phi^T z/N and R(zeta) = (U + zeta)^{-1}:
 
     b(tau) = f(U) yhat,  f(s) = (1 - e^{-tau (s + lam)})/(s + lam),
@@ -23,7 +23,7 @@ it into sum_j W_j R(zeta_j) yhat, so the errors need, at complex ridges zeta:
   fractions to g_i = int dmu/(a_Oi x + a_Ii) and the moments int x dmu = 1,
   int x^2 dmu = 1 + psi_p.
 
-Anisotropic data (SPEC 1.5): the same data-level leave-one-out, with the traces over W done
+Anisotropic data (conventions 1.5): the same data-level leave-one-out, with the traces over W done
 by removing columns of W (derivations/rf_dsm.py, step 10) for Q_j = (W M_j W^T/d + a_Ij)^{-1},
 s_j(ell) = 1/(1 + e_j M_j(ell)), e_j = psi_p g_j:
 

@@ -1,9 +1,12 @@
 """rmtsolve: precise high-dimensional learning curves of diffusion models.
 
+Conventions (every normalisation, the definition of every output, the spectrum syntax, the
+command-line contract): docs/conventions.md; "conventions section N" in docstrings refers to it.
+
 Public entry points (imported lazily so that ``import rmtsolve`` stays fast):
 
-- :func:`rf_dsm` -- random-features denoising score matching (SPEC section 1);
-- :func:`ldm` -- linear diffusion models (SPEC section 2);
+- :func:`rf_dsm` -- random-features denoising score matching (conventions section 1);
+- :func:`ldm` -- linear diffusion models (conventions section 2);
 - :func:`feature_spectrum` -- spectral law of the RF-DSM feature matrix U;
 - :func:`score_error_integral` -- diffusion-time integral of the score error (KL bound);
 - :func:`coefficients` -- Gaussian-equivalence coefficients of an activation;

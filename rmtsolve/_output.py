@@ -1,4 +1,4 @@
-"""JSON and table rendering of results (SPEC section 3 number conventions)."""
+"""JSON and table rendering of results (conventions section 3 number conventions)."""
 from __future__ import annotations
 
 import json

@@ -233,6 +233,8 @@ def _from_expression(text: str) -> Activation:
         raise ParameterError("activation", _ALLOWED, text) from exc
     if not isinstance(expr, sp.Expr) or not expr.free_symbols <= {x}:
         raise ParameterError("activation", _ALLOWED, text)
+    if expr.has(sp.zoo, sp.nan, sp.oo):  # e.g. x/0 or 0**-1 + x: infinite everywhere
+        raise ParameterError("activation", _ALLOWED + " that is finite on the real line", text)
     kinks_exact = _expression_kinks(expr, x)
     kinks = tuple(float(k) for k in kinks_exact)
     f_np = sp.lambdify(x, expr, modules=["scipy", "numpy"])

@@ -1,4 +1,4 @@
-"""The ``rmtsolve`` command line (SPEC section 3).
+"""The ``rmtsolve`` command line (conventions section 3).
 
 Exit status: 0 on success, 2 on bad input (one line naming the parameter and its range),
 3 when a solver does not converge.  ``--json`` prints one JSON object; ``--dps N`` solves
@@ -20,7 +20,7 @@ RF_TABLE_PSI_P = np.round(np.logspace(-1, 1, 17), 4)
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse with the one-line bad-input message and exit status 2 of SPEC section 3."""
+    """argparse with the one-line bad-input message and exit status 2 of conventions section 3."""
 
     def error(self, message):
         sys.stderr.write(f"rmtsolve: error: {message}\n")
@@ -41,6 +41,8 @@ def _m(text: str) -> float:
         value = float(text)
     except ValueError:
         value = math.nan
+    if value == math.inf:  # beyond double range (e.g. 1e400): 1/m is 0 to double precision
+        return math.inf
     if not (value >= 1 and value == round(value)):
         raise argparse.ArgumentTypeError(f"must be an integer >= 1 or inf, got {text!r}")
     return value
@@ -84,7 +86,7 @@ def _rf_flags(p: argparse.ArgumentParser, table_default: bool):
                    help="relu, tanh, erf, sigmoid, softplus, gelu, linear, or an expression in x (default relu)")
     p.add_argument("--tau", type=_real, default=None,
                    help="gradient-flow time from B = 0, B(tau) = B_ridge (I - exp(-tau (U + lam))) "
-                        "(SPEC 1.4 time divided by d; default: converged ridge solution)")
+                        "(conventions 1.4 time divided by d; default: converged ridge solution)")
     p.add_argument("--spectrum", default="isotropic", help=_SPECTRUM_HELP)
 
 
@@ -108,7 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="rmtsolve",
         description="Precise high-dimensional learning curves of diffusion models "
-                    "(conventions: SPEC.md; errors are per dimension, KLs in nats).")
+                    "(conventions: docs/conventions.md; errors are per dimension, KLs in nats).")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     p = sub.add_parser("rf-dsm", help="asymptotic RF-DSM train/test/score errors",
@@ -401,9 +403,26 @@ def _cmd_sweep(a):
     return 0
 
 
+def check_writable(path: str, flag: str) -> None:
+    """Refuse an output file that cannot be written, before any computing."""
+    import os
+
+    existed = os.path.exists(path)
+    try:
+        with open(path, "a"):
+            pass
+    except OSError as exc:
+        raise ParameterError(flag, f"a writable file ({exc.strerror})", path) from None
+    if not existed:
+        os.remove(path)
+
+
 def _cmd_figure(a):
     from .figures import draw
 
+    check_writable(a.out, "--out")
+    if a.csv:
+        check_writable(a.csv, "--csv")
     draw(a.name, a.out, a.csv)
     print(a.out)
 
@@ -413,8 +432,33 @@ COMMANDS = {"rf-dsm": _cmd_rf_dsm, "mp": _cmd_mp, "coeffs": _cmd_coeffs, "derive
             "figure": _cmd_figure}
 
 
+def _attach_negative_values(argv: list[str]) -> list[str]:
+    """``--lam -1e-3`` -> ``--lam=-1e-3``: argparse takes a value like -1e-3 or -inf for an
+    option, so the range check (and its one-line message) would never see it."""
+    out, i = [], 0
+    while i < len(argv):
+        tok = argv[i]
+        nxt = argv[i + 1] if i + 1 < len(argv) else None
+        if tok.startswith("--") and "=" not in tok and nxt is not None and nxt.startswith("-") and _numeric(nxt):
+            out.append(f"{tok}={nxt}")
+            i += 2
+            continue
+        out.append(tok)
+        i += 1
+    return out
+
+
+def _numeric(text: str) -> bool:
+    try:
+        float(text.split(":")[0])
+    except ValueError:
+        return False
+    return True
+
+
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser().parse_args(_attach_negative_values(argv))
     try:
         status = COMMANDS[args.command](args)
     except ParameterError as e:

@@ -1,4 +1,4 @@
-"""Gaussian-equivalence coefficients of an activation at diffusion time t (SPEC section 1).
+"""Gaussian-equivalence coefficients of an activation at diffusion time t (conventions section 1).
 
 Conventions: g, u, v ~ N(0, 1); rho = e^{-2t}; (u, v) standard normals with correlation
 rho, v = rho u + s w with s = sqrt(1 - rho^2) and w ~ N(0, 1) independent of u.
@@ -90,7 +90,7 @@ def coefficients(activation, t, *, dps: int | None = None, s2=1.0) -> Coefficien
     dps : int, optional
         mpmath decimal digits; None (default) for double precision.
     s2 : float (or decimal string when dps is given)
-        tr Sigma / d of the data (SPEC 1.5), >= 0.  The preactivations h = w.y/sqrt(d) then have
+        tr Sigma / d of the data (conventions 1.5), >= 0.  The preactivations h = w.y/sqrt(d) then have
         variance v_t = e^{-2t} s2 + D and covariance e^{-2t} s2 between two noisy copies of one
         data point, and the coefficients are those of h: mu0 = E sigma(h), mu1 = E sigma'(h)
         (= E h sigma(h)/v_t), mustar^2 = E sigma(h)^2 - mu0^2 - v_t mu1^2, mu_s^2 = E sigma(h_j)
@@ -181,7 +181,7 @@ def _clip_square(value, err, name):
     if value < 0:
         if -value > err:
             raise ConvergenceError(f"{name} came out negative ({value}) beyond its error {err}")
-        return value * 0
+        return abs(value * 0)  # +0, never -0
     return value
 
 
@@ -403,6 +403,7 @@ def _squares_rho_np(act: Activation, rho: float, omr: float, t: float):
         mu_s2 = float(rk @ (c * c))
         err = float(rk @ (2 * np.abs(c) * mom.c_err[2:])) + rho ** (_K_MAX + 1) * mom.mustar2
         mu_e2 = _clip_square(mom.mustar2 - mu_s2, err, "mu_e^2")
+        mu_s2 = min(mu_s2, mom.mustar2)  # keeps mustar^2 = mu_s^2 + mu_e^2 where rounding clipped
         return mom.mu0, mom.mu1, mom.mustar2, mu_s2, mu_e2
     s = math.sqrt(omr * (1.0 + rho))
     if _EPS / s > 1e-6:
@@ -417,6 +418,7 @@ def _squares_rho_np(act: Activation, rho: float, omr: float, t: float):
     if err > _RTOL * mu_e2 + rounding + 1e-28 * mom.second:
         raise ConvergenceError(f"mu_e^2 of activation {act.name!r} at t={t} did not converge")
     mu_s2 = _clip_square(mom.mustar2 - mu_e2, err, "mu_s^2")
+    mu_e2 = min(mu_e2, mom.mustar2)
     return mom.mu0, mom.mu1, mom.mustar2, mu_s2, mu_e2
 
 
@@ -676,6 +678,7 @@ def _squares_rho_mp(act: Activation, rho, omr, t, dps: int):
                               for k, (ck, e) in enumerate(zip(mom.c, mom.c_err)) if k >= 2)
             err += rho ** len(mom.c) * mom.mustar2
             mu_e2 = _clip_square(mom.mustar2 - mu_s2, err + tol * mom.mustar2, "mu_e^2")
+            mu_s2 = min(mu_s2, mom.mustar2)
             return mom.mu0, mom.mu1, mom.mustar2, mu_s2, mu_e2
         s = mpmath.sqrt(omr * (1 + rho))
         # sigmā(u) - sigmā(v) = O(s): carry the digits that the difference cancels
@@ -685,6 +688,7 @@ def _squares_rho_mp(act: Activation, rho, omr, t, dps: int):
             raise ConvergenceError(f"mu_e^2 of activation {act.name!r} at t={t} did not "
                                    f"converge at dps={dps}")
         mu_s2 = _clip_square(mom.mustar2 - mu_e2, err + tol * mom.mustar2, "mu_s^2")
+        mu_e2 = min(mu_e2, mom.mustar2)
         return mom.mu0, mom.mu1, mom.mustar2, mu_s2, mu_e2
 
 

@@ -155,7 +155,7 @@ class Spectrum:
                                  "the spectrum normalised to mean 1 has no limit)", self.label)
 
     def rf_dsm_eigenvalues(self, d: int) -> np.ndarray:
-        """The d eigenvalues of Sigma in an RF-DSM simulation (SPEC 1.5 discretisation)."""
+        """The d eigenvalues of Sigma in an RF-DSM simulation (conventions 1.5 discretisation)."""
         if self.kind == "isotropic":
             return np.ones(d)
         if self.kind == "powerlaw":

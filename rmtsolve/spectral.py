@@ -1,4 +1,4 @@
-"""Marchenko-Pastur and generalised Marchenko-Pastur laws (SPEC section 3, ``rmtsolve mp``).
+"""Marchenko-Pastur and generalised Marchenko-Pastur laws (conventions section 3, ``rmtsolve mp``).
 
 Conventions
 -----------
@@ -68,7 +68,7 @@ class StieltjesResult:
     density: object = None
 
     def as_dict(self) -> dict:
-        """SPEC keys ``stieltjes`` (and ``density`` for real z) plus the diagnostics."""
+        """keys ``stieltjes`` (and ``density`` for real z) plus the diagnostics."""
         out = {"stieltjes": self.value}
         if self.density is not None:
             out["density"] = self.density

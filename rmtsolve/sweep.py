@@ -15,9 +15,11 @@ import time
 
 import numpy as np
 
+from ._resources import check_memory
 from .errors import ParameterError
 
 BLOCK = 2500  # grid points per vectorised solve (progress granularity)
+MAX_POINTS = 10**8  # grid columns are held in memory (8 bytes per value and column)
 
 
 def parse_value(name: str, text: str, *, integer: bool = False, allow_inf: bool = False) -> np.ndarray:
@@ -30,6 +32,8 @@ def parse_value(name: str, text: str, *, integer: bool = False, allow_inf: bool 
             start, stop, count = float(parts[0]), float(parts[1]), int(parts[2])
             if count < 1 or not (np.isfinite(start) and np.isfinite(stop)):
                 raise ValueError
+            if count > MAX_POINTS:
+                raise OverflowError
             if len(parts) == 4:
                 if parts[3] != "log" or start <= 0 or stop <= 0:
                     raise ValueError
@@ -41,9 +45,12 @@ def parse_value(name: str, text: str, *, integer: bool = False, allow_inf: bool 
     except ValueError:
         raise ParameterError(name, "a number or a range start:stop:count[:log] with finite start, stop "
                              "(log needs start, stop > 0)", text) from None
-    if integer:
-        finite = np.isfinite(vals)
-        vals = np.where(finite, np.round(vals), vals)
+    except OverflowError:
+        raise ParameterError(name, f"a range of at most {MAX_POINTS:,} values", text) from None
+    if integer and np.any(np.isfinite(vals) & (vals != np.round(vals))):
+        # never round silently: the single-point commands reject a non-integer m, T or d too
+        raise ParameterError(name, "integers (a range start:stop:count must land on integers)",
+                             float(vals[np.isfinite(vals) & (vals != np.round(vals))][0]))
     if not allow_inf and not np.all(np.isfinite(vals)):
         raise ParameterError(name, "finite", text)
     return vals
@@ -52,6 +59,11 @@ def parse_value(name: str, text: str, *, integer: bool = False, allow_inf: bool 
 def product_grid(ranges: dict) -> dict:
     """Columns of the product grid, first parameter varying slowest."""
     names = list(ranges)
+    size = int(np.prod([len(ranges[n]) for n in names], dtype=float)) if names else 0
+    if size > MAX_POINTS:
+        raise ParameterError(", ".join(names), f"ranges whose grid has at most {MAX_POINTS:,} points",
+                             f"{size:.3g} points")
+    check_memory(", ".join(names), 8.0 * size * (len(names) + 1) * 2, f"a grid of {size:,} points")
     mesh = np.meshgrid(*(ranges[n] for n in names), indexing="ij")
     return {n: m.ravel() for n, m in zip(names, mesh)}
 
@@ -138,9 +150,11 @@ def run(solve, ranges: dict, outputs: list[str], fh, fmt: str = "csv", progress:
 def open_output(csv_path, jsonl_path):
     if csv_path and jsonl_path:
         raise ParameterError("--csv/--jsonl", "one of them, not both", None)
-    if jsonl_path:
-        return open(jsonl_path, "w", newline=""), "jsonl"
-    if csv_path:
-        return open(csv_path, "w", newline=""), "csv"
-    return sys.stdout, "csv"
+    path, fmt, flag = (jsonl_path, "jsonl", "--jsonl") if jsonl_path else (csv_path, "csv", "--csv")
+    if not path:
+        return sys.stdout, "csv"
+    try:
+        return open(path, "w", newline=""), fmt
+    except OSError as exc:
+        raise ParameterError(flag, f"a writable file ({exc.strerror})", path) from None
 

@@ -1,4 +1,4 @@
-"""Command-line contract of SPEC section 3: JSON output, exit statuses, one-line errors."""
+"""Command-line contract of conventions section 3: JSON output, exit statuses, one-line errors."""
 import json
 import math
 import subprocess

@@ -1,4 +1,4 @@
-"""Anisotropic RF-DSM (SPEC 1.5): reduction to Sigma = I, exact limits, quadrature, precision."""
+"""Anisotropic RF-DSM (conventions 1.5): reduction to Sigma = I, exact limits, quadrature, precision."""
 import math
 
 import mpmath

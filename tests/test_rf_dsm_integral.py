@@ -33,3 +33,15 @@ def test_bad_input(kw, name):
     with pytest.raises(ParameterError) as e:
         score_error_integral(**KW, **kw)
     assert e.value.name == name
+
+
+@pytest.mark.parametrize("spectrum", [[0.0, 2.0], [0.25, 1.75, 1.0], "powerlaw:0.5"])
+def test_anisotropic_matches_dense_quadrature_of_the_score_error(spectrum):
+    # score_error = test - test_error_floor with the floor of Sigma (not e^{-2t})
+    r = score_error_integral(**KW, t0=0.05, T=2.0, spectrum=spectrum)
+    t = np.geomspace(0.05, 2.0, 2001)
+    res = rf_dsm(**KW, t=t, spectrum=spectrum)
+    assert np.allclose(res.score_error, res.test_error - res.test_error_floor)
+    dense = np.trapezoid(res.score_error / (1 - np.exp(-2 * t)), t)
+    assert r.value == pytest.approx(dense, rel=2e-6)
+    assert r.params["spectrum"] == res.params["spectrum"]

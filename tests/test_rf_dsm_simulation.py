@@ -40,7 +40,7 @@ ANISO = [
 
 @pytest.mark.parametrize("pt", ANISO, ids=lambda p: f"{p['activation']}-{p['spectrum']}-tau{p.get('tau')}")
 def test_anisotropic_theory_matches_real_features_at_d200(pt):
-    # Theory at the spectrum the simulation uses (the d = 200 discretisation of SPEC 1.5; the
+    # Theory at the spectrum the simulation uses (the d = 200 discretisation of conventions 1.5; the
     # same as the d -> inf law for these discrete spectra), per eigenvalue where it is discrete.
     sim = simulate_rf_dsm(**pt, d=200, seeds=4, seed=11)
     ell = parse_spectrum(pt["spectrum"]).rf_dsm_eigenvalues(200)

@@ -1,9 +1,9 @@
-"""Validate anisotropic RF-DSM (SPEC 1.5) against simulations with real nonlinear features.
+"""Validate anisotropic RF-DSM (conventions 1.5) against simulations with real nonlinear features.
 
     python validation/rf_dsm_aniso_validate.py            # full sweep (about an hour on 2 cores)
     python validation/rf_dsm_aniso_validate.py --quick    # a few points at d = 200
 
-Data x = Sigma^{1/2} g with Sigma diagonal, its d eigenvalues the SPEC 1.5 discretisation of
+Data x = Sigma^{1/2} g with Sigma diagonal, its d eigenvalues the conventions 1.5 discretisation of
 the spectrum (two-atom and subspace spectra: exactly their law when d is a multiple of the
 number of listed values; power laws: the quantiles (1 - K)((i - 1/2)/d)^{-K}).  Theory at d is
 the same solver on exactly those d eigenvalues (the finite-d deterministic equivalent of the
@@ -209,7 +209,7 @@ def write_report(rows, dims, quick):
              "along each distinct eigenvalue. Acceptance: the deviation sim(d) - theory(d), extrapolated "
              f"as a + b/d over d = {dims} (+1600 for {len(BIG_D_SUBSET)} points; seeds {SEEDS}), satisfies "
              f"|a| <= max({REL_TOL:.0%} of theory, {N_SE:g} standard errors of a). theory(d) is the solver on "
-             "the d eigenvalues the simulation uses (SPEC 1.5 discretisation); for the two-atom and subspace "
+             "the d eigenvalues the simulation uses (conventions 1.5 discretisation); for the two-atom and subspace "
              "spectra that is the d -> inf theory itself.", "",
              "Mean |raw deviation| sim(d) - theory(d), by d (shrinks as d grows):", ""]
     for q in ("test_error", "train_error"):

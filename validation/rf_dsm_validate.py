@@ -54,7 +54,7 @@ def points():
             pts.append(dict(psi_n=0.5, psi_p=pp, m=m, t=0.5, lam=1e-3, activation=act))
     pts.append(dict(psi_n=0.5, psi_p=1.5, m=5, t=0.05, lam=1e-1, activation="tanh"))
     pts.append(dict(psi_n=0.5, psi_p=0.75, m=2, t=1.5, lam=1e-3, activation="erf"))
-    # Finite gradient-flow time tau (SPEC 1.4), including a ridgeless flow.
+    # Finite gradient-flow time tau (conventions 1.4), including a ridgeless flow.
     for tau in (0.5, 5.0, 50.0):
         pts.append(dict(psi_n=0.5, psi_p=1.0, m=3, t=0.5, lam=1e-2, activation="relu", tau=tau))
     for tau in (2.0, 20.0):

@@ -1,4 +1,4 @@
-"""Random-features denoising score matching (SPEC sections 1, 1.4, 1.5).
+"""Random-features denoising score matching (conventions sections 1, 1.4, 1.5).
 
 The flow of the subpackage, from the mathematics to the interfaces:
 

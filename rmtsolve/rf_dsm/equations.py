@@ -4,7 +4,7 @@ Unknowns u = (k0, k1, G); parameters ``a = (psi_n, psi_p, iota, t, lam, mu1, mu_
 (iota = 1/m; lam may be complex for the spectral law of U and the gradient flow).  A system
 gives, at gam = 0,
 
-- ``terms(u, a, f)``: residuals F (3) and Jacobian dF/du (9, row-major);
+- ``terms(u, a, f)``: residuals F (3) and Jacobian dF/du (9, row-major); ``residuals``: F alone;
 - ``loss(u, a, f)``: L, dL/du (3), dL/dgam, dL/dlam, dF/dgam (3), dF/dlam (3);
 - ``node_loss(u, a, f)``: the same per distinct eigenvalue of Sigma (anisotropic systems:
   the loss of the output coordinates along that eigenvalue; its total gam-derivative is the
@@ -43,6 +43,9 @@ class IsotropicSystem:
     def terms(self, u, a, f):
         return _eq.newton_step_terms(*u, *a[:5], 0.0, *a[5:], _f=f)
 
+    def residuals(self, u, a, f):
+        return _eq.residuals(*u, *a[:5], 0.0, *a[5:], _f=f)
+
     def loss(self, u, a, f):
         return _eq.loss_terms(*u, *a[:5], 0, *a[5:], _f=f)
 
@@ -61,7 +64,7 @@ class IsotropicSystem:
         return [f.exp(-2 * t)]
 
     def floor(self, t, f):
-        return f.exp(-2 * t)  # SPEC section 1: e^{-2t} exactly
+        return f.exp(-2 * t)  # conventions section 1: e^{-2t} exactly
 
     def with_precision(self, dps):
         return self
@@ -123,10 +126,19 @@ class AnisotropicSystem:
             return tuple(acc)
         shape = np.broadcast_shapes(*(np.shape(x) for x in (*u, *a)))
         ell = self.nodes.reshape((-1,) + (1,) * len(shape))
-        out = fun(ell, *u, *a[:5], *lead, *a[5:], _f=NUMPY)
-        stacked = np.stack([np.broadcast_to(x, (self.nodes.size,) + shape) for x in out])
-        res = np.tensordot(self.weights, stacked, axes=([0], [1]))
-        return tuple(res) if shape else tuple(x[()] for x in res)
+        res = tuple(self._weighted(x, shape) for x in fun(ell, *u, *a[:5], *lead, *a[5:], _f=NUMPY))
+        return res if shape else tuple(x[()] for x in res)
+
+    def _weighted(self, x, shape):
+        """sum_nu w_nu x[nu] for an output with a leading node axis (or none: weights sum to 1)."""
+        x = np.asarray(x)
+        n = self.nodes.size
+        if x.ndim == len(shape) + 1 and x.shape[0] == n:
+            # einsum: several times faster than tensordot or a real @ complex matmul here
+            return np.einsum("n,n...->...", self.weights, np.broadcast_to(x, (n,) + shape))
+        if x.ndim == len(shape) + 1:  # a leading axis of length 1: independent of ell
+            x = x[0]
+        return np.broadcast_to(x, shape) * self.weights.sum()
 
     def expect(self, fun, *rest, f=NUMPY):
         """E_H[fun(ell, *rest)] for a node function returning one value or a tuple.
@@ -144,13 +156,14 @@ class AnisotropicSystem:
         ell = self.nodes.reshape((-1,) + (1,) * len(shape))
         out = fun(ell, *rest, _f=NUMPY)
         single = not isinstance(out, tuple)
-        out = (out,) if single else out
-        res = tuple(np.tensordot(self.weights, np.broadcast_to(x, (self.nodes.size,) + shape), axes=([0], [0]))
-                    for x in out)
+        res = tuple(self._weighted(x, shape) for x in ((out,) if single else out))
         return res[0] if single else res
 
     def terms(self, u, a, f):
         return self._expect(_eq.node_step_terms, u, a, f, (0.0,))
+
+    def residuals(self, u, a, f):
+        return self._expect(_eq.node_residuals, u, a, f, (0.0,))
 
     def loss(self, u, a, f):
         return self._expect(_eq.node_loss_terms, u, a, f, (0,))

@@ -1,7 +1,7 @@
-"""RF-DSM errors after a finite gradient-flow time tau (SPEC section 1.4).
+"""RF-DSM errors after a finite gradient-flow time tau (conventions section 1.4).
 
 Time convention: B(tau) = B_ridge (I - exp(-tau (U + lam))) with U = Phi^T Phi/(n m), i.e.
-the flow dB/dtau = -grad L/2 of SPEC 1.4 with time in units of d (tau_SPEC = d tau), so that
+the flow dB/dtau = -grad L/2 of conventions 1.4 with time in units of d (tau' = d tau), so that
 tau stays O(1) as d -> inf (the same convention as for the linear diffusion model);
 tau -> inf gives the ridge solution.
 

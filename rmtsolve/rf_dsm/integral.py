@@ -1,7 +1,7 @@
-"""Diffusion-time integrals of the RF-DSM score error (SPEC section 1.4).
+"""Diffusion-time integrals of the RF-DSM score error (conventions section 1.4).
 
 int_{t0}^{T} w(t) score_error(t) dt with one random-features score trained at every t (as
-in SPEC section 1).  score_error(t) = D_t E||s_A(y) - s*(y)||^2 / d, so the default weight
+in conventions section 1).  score_error(t) = D_t E||s_A(y) - s*(y)||^2 / d, so the default weight
 w(t) = 1/D_t = 1/(1 - e^{-2t}) gives int E||s_A - s*||^2/d dt, the per-dimension bound on
 KL(data || generated) of the reverse OU SDE with the learned score (Girsanov, diffusion
 coefficient sqrt(2)).  Gauss-Legendre in log t (the integrand varies on the scale t near
@@ -42,7 +42,7 @@ def score_error_integral(*, psi_n: float, psi_p: float, m, lam: float, t0: float
     """int_{t0}^{T} w(t) score_error(t) dt (default w = :func:`kl_weight`); scalars only.
 
     ``spectrum`` as in :func:`rmtsolve.rf_dsm`; score_error = test_error - test_error_floor
-    = D E||s_A - s*||^2/d with s*(y) = -Sigma_t^{-1} y (SPEC 1.5), so the default weight still
+    = D E||s_A - s*||^2/d with s*(y) = -Sigma_t^{-1} y (conventions 1.5), so the default weight still
     gives int E||s_A - s*||^2/d dt.
     """
     check_range("t0", t0, low=0, low_open=True)

@@ -111,7 +111,7 @@ def newton_grid(system, u, args, max_iter=30):
         for _ in range(30):
             trial = [np.minimum(x + s * dx, 1.0) for x, dx in zip(ul, step)]
             feasible = np.all([(x + s * dx > 0) & (x + s * dx <= 1 + 1e-12) for x, dx in zip(ul, step)], axis=0)
-            f_new = np.max(np.abs(np.broadcast_arrays(*system.terms(trial, a, NUMPY)[:3])), axis=0)
+            f_new = np.max(np.abs(np.broadcast_arrays(*system.residuals(trial, a, NUMPY))), axis=0)
             good = pending & feasible & (f_new < f0 * (1 - 1e-4 * s))
             for x, tx in zip(ul, trial):
                 x[good] = tx[good]
@@ -200,39 +200,44 @@ def newton_complex(system, u, lam, a_rest, tol=1e-12, max_iter=30):
     """Vectorised Newton at complex ridges ``lam`` (the other parameters in ``a_rest``).
 
     ``a_rest = (psi_n, psi_p, iota, t, mu1, mu_s2, mu_e2)``.  Steps are accepted only where
-    they lower the residual and keep Im s_U > 0 for s_U = g(lam = -z), i.e. Im g > 0 when
-    Im lam < 0 (the physical branch).  Returns (u, residuals, converged).
+    they lower the residual and keep both Herglotz conditions of s_U = g(lam = -z) (the
+    physical branch; none for a real ridge).  Each iteration works on the points not yet
+    converged.  Returns (u, residuals, converged).
     """
     def args(sel):
         return tuple(a_rest[:4]) + (lam[sel],) + tuple(a_rest[4:])
 
-    every = np.ones(lam.shape, bool)
-    u = [v.copy() for v in u]
-    T = system.terms(u, args(every), NUMPY)
-    fn = np.max(np.abs(np.broadcast_arrays(*T[:3])), axis=0)
-    for _ in range(max_iter):
-        if np.all(fn <= tol):
+    u = [np.array(v, dtype=complex) for v in u]
+    fn = np.full(lam.shape, np.inf)
+    live = np.arange(lam.size)
+    for it in range(max_iter + 1):
+        ul = [v[live] for v in u]
+        T = system.terms(ul, args(live), NUMPY)
+        f0 = np.max(np.abs(np.broadcast_arrays(*T[:3])), axis=0)
+        fn[live] = f0
+        keep = f0 > tol
+        if not keep.any() or it == max_iter:
             break
+        live, ul, f0 = live[keep], [v[keep] for v in ul], f0[keep]
+        T = [np.broadcast_to(x, keep.shape)[keep] for x in T]
         step = solve3(T[3:], [-x for x in T[:3]])
-        s = np.ones(lam.shape)
-        pending = fn > tol
+        s = np.ones(live.shape)
+        pending = np.ones(live.shape, bool)
+        sg = -np.sign(lam[live].imag)
         for _ in range(30):
-            trial = [v + s * dv for v, dv in zip(u, step)]
-            Tn = system.terms(trial, args(every), NUMPY)
-            fn_new = np.max(np.abs(np.broadcast_arrays(*Tn[:3])), axis=0)
-            st = system.stieltjes(trial, args(every), NUMPY)
-            sg = -np.sign(lam.imag)
-            branch = ((st.imag * sg > 0) & ((-lam * st).imag * sg > 0)) | (lam.imag == 0)
-            good = pending & branch & (fn_new < fn)
-            for v, tv in zip(u, trial):
+            trial = [v + s * dv for v, dv in zip(ul, step)]
+            fn_new = np.max(np.abs(np.broadcast_arrays(*system.residuals(trial, args(live), NUMPY))), axis=0)
+            st = system.stieltjes(trial, args(live), NUMPY)
+            branch = ((st.imag * sg > 0) & ((-lam[live] * st).imag * sg > 0)) | (sg == 0)
+            good = pending & branch & (fn_new < f0)
+            for v, tv in zip(ul, trial):
                 v[good] = tv[good]
-            fn = np.where(good, fn_new, fn)
             pending &= ~good
             if not pending.any():
                 break
             s = np.where(pending, s / 2, s)
-        T = system.terms(u, args(every), NUMPY)
-        fn = np.max(np.abs(np.broadcast_arrays(*T[:3])), axis=0)
+        for v, vl in zip(u, ul):
+            v[live] = vl
     return u, fn, fn <= 1e2 * tol
 
 

@@ -1,8 +1,8 @@
-"""Finite-size simulation of RF-DSM with the real nonlinear features (SPEC sections 1, 1.5).
+"""Finite-size simulation of RF-DSM with the real nonlinear features (conventions sections 1, 1.5).
 
 Nothing here uses the Gaussian-equivalent model: features are sigma(W y / sqrt(d)) of the
 actual noisy inputs y_ij = e^{-t} x_i + sqrt(D) z_ij, with x = Sigma^{1/2} g for a diagonal
-Sigma whose d eigenvalues discretise ``spectrum`` as SPEC 1.5 says
+Sigma whose d eigenvalues discretise ``spectrum`` as conventions 1.5 says
 (:meth:`rmtsolve.population.Spectrum.rf_dsm_eigenvalues`).  The training set is streamed in
 chunks: only Phi^T Phi (p x p), Phi^T Z (p x d) and ||Z||^2 are accumulated, so d = 2000
 with psi_n, psi_p <= 4 and m <= 8 needs about 1 GB.  The fresh-sample test error is a
@@ -17,6 +17,7 @@ import math
 import numpy as np
 
 from ..errors import ParameterError, check_range
+from .._resources import check_memory
 from ..population import parse_spectrum
 
 _CHUNK_BYTES = 256 * 2**20  # feature-chunk budget
@@ -67,7 +68,7 @@ def simulate_rf_dsm(*, psi_n: float, psi_p: float, m, t: float, lam: float, acti
     """Simulate RF-DSM at dimension d with n = round(psi_n d), p = round(psi_p d).
 
     spectrum: the population spectrum of Sigma (as in :func:`rmtsolve.rf_dsm`), discretised
-    at d as SPEC 1.5 says; x = Sigma^{1/2} g with Sigma diagonal.
+    at d as conventions 1.5 says; x = Sigma^{1/2} g with Sigma diagonal.
     m must be finite: the exactly noise-averaged loss of m = inf has no closed form for a
     nonlinear activation, and an approximate average would not be a simulation of it
     (the theory's m -> inf limit is checked against large finite m instead).
@@ -90,11 +91,12 @@ def simulate_rf_dsm(*, psi_n: float, psi_p: float, m, t: float, lam: float, acti
         raise ParameterError("seeds", "an integer >= 1", seeds)
     act = resolve_activation(activation)
     spec = parse_spectrum(spectrum)
+    n, p = max(1, round(psi_n * d)), max(1, round(psi_p * d))
+    check_memory("d, psi_p", _memory_estimate(d, n, p, int(m), lam, tau), f"a simulation at d = {d} with p = {p}")
     ell = spec.rf_dsm_eigenvalues(int(d))
     groups = None
     if spec.discrete:
         eig, groups = np.unique(ell, return_inverse=True)
-    n, p = max(1, round(psi_n * d)), max(1, round(psi_p * d))
     mm = int(m)
     n_test = n_test or max(4000, 2 * p)
     children = np.random.SeedSequence(seed).spawn(seeds)
@@ -126,6 +128,15 @@ def simulate_rf_dsm(*, psi_n: float, psi_p: float, m, t: float, lam: float, acti
                                                       else np.full(eig.size, math.nan)))
     return RFDSMSimulation(**mean, **se, per_seed={k: v.tolist() for k, v in series.items()}, params=params,
                            test_error_floor=floor, **extra)
+
+
+def _memory_estimate(d, n, p, m, lam, tau) -> float:
+    """Peak bytes of one seed: W, B, Phi^T Z (p x d), U (p x p, twice for eigh/solve), a feature
+    chunk and the test chunk; the ridgeless solve keeps the whole feature matrix."""
+    est = 8.0 * (3 * p * d + 3 * p * p + d) + 2 * _CHUNK_BYTES
+    if lam == 0 and tau is None:
+        est += 8.0 * n * m * (p + d) * 2
+    return est
 
 
 def _features(act, W, y, d):

@@ -1,4 +1,4 @@
-"""Asymptotic learning curves of random-features denoising score matching (SPEC sections 1, 1.5).
+"""Asymptotic learning curves of random-features denoising score matching (conventions sections 1, 1.5).
 
 The equations are generated from ``derivations/rf_dsm.py``: three order parameters
 (k0, k1, G) solve F = 0, and the averaged augmented loss L(lam, gam) yields
@@ -28,6 +28,9 @@ from .numerics import (TOL, continue_point, errors, lam_floor, newton_grid, newt
                        solve3, solve_grid, solve_grid_linear)
 
 _SCALAR_MAX = 16  # up to this many points, solve point by point on Python floats (less overhead)
+# n/d and p/d beyond this: the start ridge of the continuation (~psi^2) leaves double range,
+# and the errors equal their psi -> inf limits to about 1/psi anyway.
+PSI_MAX = 1e12
 _QUAD_RTOL = 1e-10  # continuum spectra: base and refined quadrature must agree to this
 
 
@@ -38,7 +41,7 @@ class RFDSMResult:
     Attributes
     ----------
     test_error, train_error, score_error, gap : ndarray or mpf
-        Per-dimension errors (SPEC sections 1 and 1.5): score_error = test_error -
+        Per-dimension errors (conventions sections 1 and 1.5): score_error = test_error -
         test_error_floor, gap = test_error - train_error.
     test_error_floor : ndarray or mpf
         The smallest possible test error, (1/d) tr[e^{-2t} Sigma Sigma_t^{-1}] (e^{-2t} for
@@ -95,7 +98,7 @@ class RFDSMResult:
 
 def rf_dsm(*, psi_n, psi_p, m, t, lam, activation="relu", tau=None, dps=None,
            spectrum="isotropic") -> RFDSMResult:
-    """Asymptotic train/test/score errors of RF-DSM (SPEC sections 1 and 1.5).
+    """Asymptotic train/test/score errors of RF-DSM (conventions sections 1 and 1.5).
 
     Parameters
     ----------
@@ -112,12 +115,12 @@ def rf_dsm(*, psi_n, psi_p, m, t, lam, activation="relu", tau=None, dps=None,
         or a callable; see :func:`rmtsolve.coeffs.coefficients`.
     tau : float or array, optional
         Gradient-flow training time from B = 0 (None: converged ridge solution). Time unit:
-        B(tau) = B_ridge (I - exp(-tau (U + lam))), U = Phi^T Phi/(n m), i.e. SPEC 1.4's
-        flow with tau_SPEC = d tau; see :mod:`rmtsolve.rf_dsm.flow`. Double precision only.
+        B(tau) = B_ridge (I - exp(-tau (U + lam))), U = Phi^T Phi/(n m), i.e. conventions 1.4's
+        flow with tau' = d tau; see :mod:`rmtsolve.rf_dsm.flow`. Double precision only.
     dps : int, optional
         mpmath decimal digits; None solves in double precision.
     spectrum : str, array or Spectrum
-        Population spectrum of the data covariance Sigma (SPEC 1.5): ``"isotropic"``
+        Population spectrum of the data covariance Sigma (conventions 1.5): ``"isotropic"``
         (default), ``"powerlaw:K"`` (0 <= K < 1, continuum law (1 - K) u^{-K}), ``"file:PATH"``
         or an array of eigenvalues >= 0 (equally weighted; zeros: data on a subspace).  Sigma
         is not renormalised; the Gaussian-equivalence coefficients are taken at preactivation
@@ -133,28 +136,29 @@ def rf_dsm(*, psi_n, psi_p, m, t, lam, activation="relu", tau=None, dps=None,
     if spec.kind == "powerlaw":
         spec.law()  # K < 1 for the d -> inf law
     if tau is not None:
-        tau_arr = np.asarray(tau, dtype=float)
-        if np.any(np.isnan(tau_arr) | (tau_arr <= 0)):
-            raise ParameterError("tau", "> 0 (inf or None: the converged ridge solution)", tau)
-        if np.all(np.isinf(tau_arr)):
+        check_range("tau", tau, low=0, low_open=True, allowed="> 0 (inf or None: the converged ridge solution)",
+                    allow_inf=True)
+        if np.all(np.isinf(np.asarray(tau, dtype=float))):
             tau = None
     if tau is not None and dps is not None:
         raise ParameterError("dps", "None when tau is given (the gradient-flow solve is double precision)", dps)
-    check_range("psi_n", psi_n, low=0, low_open=True)
-    check_range("psi_p", psi_p, low=0, low_open=True)
+    check_range("psi_n", psi_n, low=0, high=PSI_MAX, low_open=True)
+    check_range("psi_p", psi_p, low=0, high=PSI_MAX, low_open=True)
     check_range("t", t, low=0, low_open=True)
     check_range("lam", lam, low=0)
     iota = iota_of(m)
-    psi_n, psi_p, iota, t, lam, tau_b = np.broadcast_arrays(*(np.asarray(a, dtype=float) for a in
-                                                               (psi_n, psi_p, iota, t, lam,
-                                                                np.inf if tau is None else tau)))
+    try:
+        psi_n, psi_p, iota, t, lam, tau_b, m_b = np.broadcast_arrays(*(np.asarray(a, dtype=float) for a in (
+            psi_n, psi_p, iota, t, lam, np.inf if tau is None else tau, m)))
+    except ValueError:
+        raise ParameterError("psi_n, psi_p, m, t, lam, tau", "arrays of broadcastable shapes",
+                             [np.shape(a) for a in (psi_n, psi_p, m, t, lam, tau)]) from None
     shape = psi_n.shape
     system = system_for(spec)
     co, coef = coefficient_arrays(activation, t, spec.s2, dps)
     mu1, mus2, mue2 = coef
-    params = dict(psi_n=psi_n, psi_p=psi_p, m=np.where(iota > 0, 1 / np.where(iota > 0, iota, 1), np.inf),
-                  t=t, lam=lam, activation=co[0].activation if co else str(activation), spectrum=spec.label,
-                  s2=spec.s2)
+    params = dict(psi_n=psi_n, psi_p=psi_p, m=m_b, t=t, lam=lam,
+                  activation=co[0].activation if co else str(activation), spectrum=spec.label, s2=spec.s2)
     check_ridgeless(psi_n, psi_p, iota, lam)
     if dps is not None:
         return _solve_mp(system, (psi_n, psi_p, iota, t, lam), {c.t_key: c for c in co}, dps, params)
@@ -181,7 +185,10 @@ def rf_dsm(*, psi_n, psi_p, m, t, lam, activation="relu", tau=None, dps=None,
 
 def iota_of(m):
     """iota = 1/m (0 for m = inf), checking that m is an integer >= 1 or inf."""
-    arr = np.asarray(m, dtype=float)
+    try:
+        arr = np.asarray(m, dtype=float)
+    except (TypeError, ValueError):
+        raise ParameterError("m", "an integer >= 1 or inf", m) from None
     bad = np.isnan(arr) | (arr < 1) | (np.isfinite(arr) & (arr != np.round(arr)))
     if np.any(bad):
         raise ParameterError("m", "an integer >= 1 or inf", float(arr[bad].flat[0]))
@@ -331,7 +338,7 @@ def _solve_mp(system, arrays, coeff_mp, dps, params):
                 + tuple(float(x) for x in a[5:])
             u, _, its, ok = continue_point(system, a_double, MATH, TOL)
             if ok:
-                u, res, its2, ok = newton_point(sys_mp, [mpmath.mpf(x) for x in u], a, f, tol, 100)
+                u, res, its2, ok = _descend_mp(sys_mp, [mpmath.mpf(x) for x in u], a, a_double[4], f, tol)
                 its += its2
             total += its
             if not ok:
@@ -353,6 +360,26 @@ def _solve_mp(system, arrays, coeff_mp, dps, params):
     params = dict(params, _floor=vals["floor"], _node_floor=fl)
     return _result(system, vals["test"], vals["train"], [vals["k0"], vals["k1"], vals["G"]],
                    (None, None, None, t_a), params, float(worst), total, dps, by)
+
+
+def _descend_mp(system, u, a, lam_from, f, tol):
+    """mpmath Newton from the double solution at ridge ``lam_from`` down to the ridge a[4].
+
+    A ridgeless point is evaluated far below double precision's smallest ridge; in the
+    over-parameterised regime k_tau ~ lam there, so the ridge moves down at most two decades
+    per Newton solve (as in the double-precision continuation).
+    """
+    lam, total = a[4], 0
+    log_from, log_to = mpmath.log10(lam_from), mpmath.log10(lam)
+    steps = max(1, int(mpmath.ceil((log_from - log_to) / 2)))
+    res, ok = mpmath.inf, False
+    for j in range(1, steps + 1):
+        lam_j = lam if j == steps else mpmath.power(10, log_from + (log_to - log_from) * j / steps)
+        u, res, its, ok = newton_point(system, u, a[:4] + (lam_j,) + a[5:], f, tol, 100)
+        total += its
+        if not ok:
+            break
+    return u, res, total, ok
 
 
 def _unwrap(a):

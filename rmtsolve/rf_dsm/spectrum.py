@@ -1,4 +1,4 @@
-"""Spectral law of the RF-DSM feature matrix U = Phi^T Phi / (n m) (SPEC section 1.4).
+"""Spectral law of the RF-DSM feature matrix U = Phi^T Phi / (n m) (conventions section 1.4).
 
 U sets the time scales of gradient-flow training.  Its resolvent (U - z)^{-1} is the ridge
 resolvent at the complex ridge lam = -z, so its Stieltjes transform
