@@ -346,3 +346,19 @@ def test_unconverged_quadrature_is_an_error(monkeypatch):
     monkeypatch.setattr(solver, "_QUAD_RTOL", 0.0)
     with pytest.raises(ConvergenceError):
         rf_dsm(psi_n=1, psi_p=2, m=1, t=0.5, lam=1e-2, spectrum="powerlaw:0.5")
+
+
+def test_feature_spectrum_bulks_of_a_two_atom_sigma():
+    # n > d and p >> n: the atom at 0 (its tail at the evaluation height removed), the
+    # memorisation bulk of mass (n - d)/p and one generalisation bulk of mass (d/2)/p per
+    # eigenvalue of Sigma
+    kw = dict(psi_n=4.0, psi_p=32.0, m=1, t=0.5, activation="relu", spectrum=[0.2, 5.0])
+    x = np.geomspace(1e-4, 60, 12000)
+    fs = feature_spectrum(x, **kw)
+    assert fs.atom == pytest.approx(1 - 4 / 32)
+    assert np.all(np.abs(fs.density[x < 0.3]) < 1e-6)
+    on = fs.density > 1e-5
+    edges = np.flatnonzero(np.diff(on.astype(int)))
+    assert len(edges) == 6  # three bulks
+    masses = [np.trapezoid(fs.density[a:b + 1], x[a:b + 1]) for a, b in zip(edges[::2], edges[1::2])]
+    assert masses == pytest.approx([3 / 32, 1 / 64, 1 / 64], abs=2e-4)

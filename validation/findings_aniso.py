@@ -157,8 +157,9 @@ def main():
           "train at p = n | floor | score at psi_p = 10 |", "|---|---|---|---|---|---|---|---|---|"]
     for k, v in res["powerlaw"].items():
         spec, m = k.split(",m=")
-        L.append(f"| {spec} | {m} | {v['peak_psi_p']:.3g} | {v['peak_test_error']:.3f} | "
-                 f"{v['min_before_peak_psi_p']:.3g} | {v['min_before_peak_test']:.4f} ({v['min_before_peak_score']:.4f}) | "
+        best = ("none: rises from p -> 0 | - " if math.isnan(v["min_before_peak_psi_p"]) else
+                f"{v['min_before_peak_psi_p']:.3g} | {v['min_before_peak_test']:.4f} ({v['min_before_peak_score']:.4f}) ")
+        L.append(f"| {spec} | {m} | {v['peak_psi_p']:.3g} | {v['peak_test_error']:.3f} | {best}| "
                  f"{v['train_at_p_eq_n']:.4f} | {v['floor']:.4f} | {v['score_at_psi_p_10']:.4f} |")
     (ROOT / "results" / "findings_aniso.md").write_text("\n".join(L) + "\n")
     print("\n".join(L))

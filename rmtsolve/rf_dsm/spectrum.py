@@ -6,9 +6,10 @@ s_U(z) = tr((U - z)^{-1}) / p is the derived RF-DSM fixed point evaluated at lam
 (``derivations/rf_dsm.py``, step 8): no new equation is typed here.
 
 The physical branch is reached by continuation from large Im z (where s_U ~ -1/z, i.e.
-k0 = k1 = G = 1) down to the target; every point keeps Im s_U > 0.  For real x the boundary
-value s_U(x + i0) is evaluated at height ``eta = 1e-9 * scale`` and ``density`` = Im s_U / pi
-(the continuous part; for finite m and p > n m, U has an atom of mass 1 - n m / p at 0).
+k0 = k1 = G = 1) down to the target; every point keeps Im s_U > 0 and Im(z s_U) > 0.  For real
+x the boundary value s_U(x + i0) is evaluated at height ``eta = 1e-9 * scale`` and ``density``
+is the continuous part, (Im s_U - atom eta/(x^2 + eta^2))/pi: for finite m and p > n m, U has
+an atom of mass 1 - n m / p at 0, whose tail at height eta is removed.
 """
 from __future__ import annotations
 
@@ -37,7 +38,8 @@ class FeatureSpectrum:
     stieltjes : complex ndarray
         s_U(z) = int dmu_U(x) / (x - z) (Im s_U > 0 for Im z > 0; s(x + i0) for real x).
     density : ndarray
-        Im s_U / pi at real points (nan where z is not real).
+        Density of the continuous part at real points, Im s_U / pi less the atom's tail at the
+        evaluation height (nan where z is not real).
     atom : float
         Mass of mu_U at 0: max(0, 1 - psi_n m / psi_p) for finite m, 0 for m = inf.
     residual : float
@@ -89,7 +91,9 @@ def feature_spectrum(z, *, psi_n: float, psi_p: float, m, t: float, activation="
         u, res = continue_complex(system, x, eta, pars, coef, scale)
     s = system.stieltjes(u, pars + (-(x + 1j * eta),) + coef, NUMPY).reshape(zz.shape)
     atom = 0.0 if iota == 0 else max(0.0, 1 - psi_n / (iota * psi_p))
-    density = np.where(real, s.imag / np.pi, np.nan)
+    # the continuous part: at height eta the atom at 0 adds atom eta/(x^2 + eta^2) to Im s_U
+    e2 = eta_target.reshape(zz.shape)
+    density = np.where(real, (s.imag - atom * e2 / (zz.real**2 + e2**2)) / np.pi, np.nan)
     params = dict(psi_n=psi_n, psi_p=psi_p, m=m, t=t, activation=c.activation, spectrum=spec.label)
     return FeatureSpectrum(s if s.ndim else s[()], density if density.ndim else float(density), atom,
                            float(res), params)
