@@ -345,26 +345,18 @@ def _cmd_sweep(a):
         by_names = []
         if spec.discrete and spec.kind != "isotropic":
             by_names = [f"test_error_by_eigenvalue[{float(v)!r}]" for v in system.eigenvalues]
-        outputs = ["test_error", "train_error", "score_error", "gap", "test_error_floor"] + by_names
+        outputs = ["test_error", "train_error", "score_error", "gap", "test_error_floor"] + by_names + ["converged"]
 
         def solve(**cols):
-            # Ridgeless points at p = n m: the test error diverges (rows read inf) while the
-            # train error tends to 0 from both sides (interpolation); the rest is solved.
-            div = (cols["lam"] == 0) & np.isfinite(cols["m"]) & np.isclose(cols["psi_p"], cols["psi_n"] * cols["m"],
-                                                                             rtol=1e-9, atol=0)
-            out = {k: np.full(div.shape, 0.0 if k == "train_error" else np.inf) for k in outputs}
-            out["test_error_floor"] = np.asarray(system.floor(cols["t"], NUMPY), dtype=float)
-            if (~div).any():
-                r = rf_dsm(**{k: v[~div] for k, v in cols.items()}, activation=a.activation, dps=a.dps,
-                           spectrum=spec)
-                res = r.as_dict()
-                if by_names:
-                    by = np.asarray(r.test_error_by_eigenvalue).reshape(-1, len(by_names))
-                    res |= {name: by[:, i] for i, name in enumerate(by_names)}
-                for k in outputs:
-                    out[k] = out[k].astype(object) if a.dps else out[k]
-                    out[k][~div] = res[k]
-            return out
+            # on_error="nan": a failing or divergent point (lam = 0 at p = n m) is a NaN row
+            # with converged False; the rest of the block is solved as usual.
+            r = rf_dsm(**cols, activation=a.activation, dps=a.dps, spectrum=spec, on_error="nan")
+            res = r.as_dict() | {"converged": np.broadcast_to(r.converged, cols["psi_n"].shape)}
+            if by_names:
+                by = np.asarray(r.test_error_by_eigenvalue).reshape(-1, len(by_names))
+                res |= {name: by[:, i] for i, name in enumerate(by_names)}
+            res["test_error_floor"] = np.broadcast_to(r.test_error_floor, cols["psi_n"].shape)
+            return {k: res[k] for k in outputs}
     else:
         from .ldm import ldm
 

@@ -42,13 +42,17 @@ def _cache_dir() -> pathlib.Path:
 def _cached_simulation(**kw) -> dict:
     from .rf_dsm.sim import simulate_rf_dsm
 
-    key = json.dumps(kw, sort_keys=True)
+    from . import __version__
+    from ._output import jsonable
+
+    # the version is part of the key: a changed simulator must not reuse stale points
+    key = json.dumps({"rmtsolve": __version__, **kw}, sort_keys=True)
     path = _cache_dir() / ("sim_" + hashlib.sha1(key.encode()).hexdigest()[:16] + ".json")
     if path.exists():
         return json.loads(path.read_text())
     data = simulate_rf_dsm(**kw).as_dict()
     data.pop("params")
-    path.write_text(json.dumps(data))
+    path.write_text(json.dumps(jsonable(data)))
     return data
 
 

@@ -95,6 +95,8 @@ def _as_int(v):
 
 
 def _csv_cell(v):
+    if isinstance(v, (bool, np.bool_)):
+        return "true" if v else "false"
     if isinstance(v, (str, int)):
         return str(v)
     f = float(v)

@@ -94,14 +94,16 @@ def test_phase_diagram_png(tmp_path):
     assert len(rows) == 3 * 60 * 60 and float(rows[0]["gap"]) >= 0
 
 
-def test_sweep_through_divergent_points_writes_inf_rows():
+def test_sweep_through_divergent_points_writes_nan_rows():
+    # Sweeps behave like on_error="nan": divergent ridgeless points (p = n m) are NaN rows with
+    # converged false, every other row is solved.
     code, out, err = run("sweep", "rf-dsm", "--psi-n", "0.5:2:3", "--psi-p", "0.5:2:3", "--lam", "0", "--quiet")
     assert code == 0, err
     rows = list(csv.DictReader(io.StringIO(out)))
     diag = [r for r in rows if r["psi_n"] == r["psi_p"]]
-    assert len(diag) == 3 and all(r["test_error"] == "inf" and float(r["train_error"]) == 0 for r in diag)
+    assert len(diag) == 3 and all(r["test_error"] == "nan" and r["converged"] == "false" for r in diag)
     off = [r for r in rows if r["psi_n"] != r["psi_p"]]
-    assert all(float(r["test_error"]) < 10 for r in off)
+    assert all(float(r["test_error"]) < 10 and r["converged"] == "true" for r in off)
     code, out, err = run("sweep", "ldm", "--n-over-d", "0.5:2:2", "--lam", "0", "--quiet")
     assert code == 0, err
     rows = list(csv.DictReader(io.StringIO(out)))

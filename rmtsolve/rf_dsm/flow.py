@@ -53,19 +53,28 @@ def talbot_mp(tau, M: int):
     return np.array(nodes, dtype=object), np.array(weights, dtype=object)
 
 
-def solve_flow(system, tau, args):
+def solve_flow(system, tau, args, nan_policy=False):
     """Errors after gradient-flow time tau at every point of the broadcast arrays ``args``.
 
-    Returns (test_error, train_error, largest residual) as arrays of the points' shape.
+    Returns (test_error, train_error, largest residual, failed) with arrays of the points'
+    shape; a point that does not converge raises ConvergenceError, or with ``nan_policy`` is
+    marked failed (NaN errors).
     """
     shape = args[0].shape
-    test, train = np.empty(shape), np.empty(shape)
+    test, train = np.full(shape, np.nan), np.full(shape, np.nan)
+    failed = np.zeros(shape, bool)
     worst = 0.0
     for idx in np.ndindex(shape):
         a = tuple(float(x[idx]) for x in args)
-        test[idx], train[idx], res = _flow_point(system, float(tau[idx]), a)
+        try:
+            test[idx], train[idx], res = _flow_point(system, float(tau[idx]), a)
+        except ConvergenceError:
+            if not nan_policy:
+                raise
+            failed[idx] = True
+            continue
         worst = max(worst, res)
-    return test, train, worst
+    return test, train, worst, failed
 
 
 def _flow_point(system, tau, a):

@@ -58,8 +58,9 @@ def descend(log_start, log_target, u, solve, on_stall, *, step=1.0, max_step=2.0
     ``solve(idx, values, u_sub) -> (u_new, res, ok, iterations)`` solves the points ``idx`` at
     parameter ``10**values`` from the unknowns ``u_sub``.  A point whose solve fails keeps its
     last solution and divides its step by 4; success multiplies it by ``grow`` (at most
-    ``max_step``).  ``on_stall(index, log_value, res)`` is called (and must raise) when a
-    step falls below ``min_step``.  Returns (u, residuals, total iterations).
+    ``max_step``).  ``on_stall(index, log_value, res)`` is called when a step falls below
+    ``min_step``: it raises, or returns to drop the point (its residual is then set to inf).
+    Returns (u, residuals, total iterations).
     """
     log_value = np.array(log_start, dtype=float)
     steps = np.full(log_value.shape, float(step))
@@ -77,9 +78,9 @@ def descend(log_start, log_target, u, solve, on_stall, *, step=1.0, max_step=2.0
         res[idx] = np.where(ok, r, res[idx])
         log_value[idx] = np.where(ok, trial, log_value[idx])
         steps[idx] = np.where(ok, np.minimum(steps[idx] * grow, max_step), steps[idx] / 4)
-        if np.any(steps < min_step):
-            bad = int(np.flatnonzero(steps < min_step)[0])
-            on_stall(bad, log_value[bad], res[bad])
+        for bad in np.flatnonzero(steps < min_step):
+            on_stall(int(bad), log_value[bad], res[bad])
+            log_value[bad], steps[bad], res[bad] = log_target[bad], max_step, np.inf
 
 
 def newton_grid(system, u, args, max_iter=30):
@@ -124,12 +125,14 @@ def newton_grid(system, u, args, max_iter=30):
     return u, fnorm, fnorm <= 1e2 * TOL, its
 
 
-def solve_grid(system, args):
+def solve_grid(system, args, drop_failed=False):
     """Real-ridge continuation for a grid of points (flat arrays), from a large ridge to a[4].
 
     Each point moves down in log10(ridge) by an adaptive step (at most two decades); a point
     whose Newton solve fails goes back to its last solution and shrinks its step.  Only the
-    points still on their way are solved in each round.  Returns (u, max residual, iterations).
+    points still on their way are solved in each round.  A point whose step falls below 1e-4
+    decades raises ConvergenceError, or with ``drop_failed`` is dropped (residual inf).
+    Returns (u, residuals per point, iterations).
     """
     flat = [np.ravel(x) for x in args]
     log_target = np.log10(flat[4])
@@ -141,10 +144,11 @@ def solve_grid(system, args):
         return newton_grid(system, u_sub, tuple(sub), max_iter=30)
 
     def stall(i, log_lam, res):
-        raise_unconverged(tuple(x[i] for x in flat), res, 10.0 ** log_lam)
+        if not drop_failed:
+            raise_unconverged(tuple(x[i] for x in flat), res, 10.0 ** log_lam)
 
     u, res, total = descend(log_start, log_target, [np.ones(log_target.shape) for _ in range(3)], solve, stall)
-    return u, float(np.max(res)) if res.size else 0.0, total
+    return u, res, total
 
 
 def raise_unconverged(a, res, lam_k):
@@ -349,3 +353,16 @@ def solve_grid_linear(shape):
         x = np.linalg.solve(J, b[..., None])[..., 0]
         return [x[..., i] for i in range(3)]
     return solve
+
+
+def physical(test, train, floor, tol=1e-10):
+    """Errors at their physical bounds: train_error >= 0 and test_error >= test_error_floor.
+
+    Values below a bound by less than ``tol`` (rounding in the fixed point or the Talbot sum)
+    are reported at the bound; anything further below is a solver failure.
+    """
+    test, train, floor = (np.asarray(x, dtype=float) for x in (test, train, floor))
+    if np.any(train < -tol) or np.any(test < floor - tol * np.maximum(1, floor)):
+        raise ConvergenceError(f"rf-dsm: an error below its physical bound beyond rounding "
+                               f"(train {float(np.min(train)):.3g}, test - floor {float(np.min(test - floor)):.3g})")
+    return np.maximum(test, floor), np.maximum(train, 0.0)

@@ -24,8 +24,8 @@ from .._backend import MATH, NUMPY, check_dps, mp_namespace
 from ..errors import ConvergenceError, ParameterError, check_range
 from ..population import parse_spectrum
 from .equations import IsotropicSystem, system_for
-from .numerics import (TOL, continue_point, errors, lam_floor, newton_grid, newton_point, raise_unconverged,
-                       solve3, solve_grid, solve_grid_linear)
+from .numerics import (TOL, continue_point, errors, lam_floor, newton_grid, newton_point, physical,
+                       raise_unconverged, solve3, solve_grid, solve_grid_linear)
 
 _SCALAR_MAX = 16  # up to this many points, solve point by point on Python floats (less overhead)
 # n/d and p/d beyond this: the start ridge of the continuation (~psi^2) leaves double range,
@@ -55,6 +55,9 @@ class RFDSMResult:
     eigenvalues, eigenvalue_weights : ndarray or None
         The distinct eigenvalues of Sigma (ascending) and their shares of the d directions
         (None where ``test_error_by_eigenvalue`` is).
+    converged : bool ndarray
+        False where a point failed or diverged and its outputs are NaN (``on_error="nan"``);
+        all True otherwise.
     k0, k1, G : ndarray or mpf
         Order parameters in (0, 1]: k_tau = 1/(1 + delta_tau) with delta_tau the
         leave-one-out factors of the mean-row and orthogonal-row populations, and
@@ -84,6 +87,7 @@ class RFDSMResult:
     test_error_by_eigenvalue: np.ndarray | None = None
     eigenvalues: np.ndarray | None = None
     eigenvalue_weights: np.ndarray | None = None
+    converged: np.ndarray | bool = True
 
     def as_dict(self) -> dict:
         keys = ("test_error", "train_error", "score_error", "gap", "test_error_floor")
@@ -97,7 +101,7 @@ class RFDSMResult:
 
 
 def rf_dsm(*, psi_n, psi_p, m, t, lam, activation="relu", tau=None, dps=None,
-           spectrum="isotropic") -> RFDSMResult:
+           spectrum="isotropic", on_error="raise") -> RFDSMResult:
     """Asymptotic train/test/score errors of RF-DSM (conventions sections 1 and 1.5).
 
     Parameters
@@ -125,6 +129,11 @@ def rf_dsm(*, psi_n, psi_p, m, t, lam, activation="relu", tau=None, dps=None,
         or an array of eigenvalues >= 0 (equally weighted; zeros: data on a subspace).  Sigma
         is not renormalised; the Gaussian-equivalence coefficients are taken at preactivation
         variance v_t = e^{-2t} tr Sigma/d + D.
+    on_error : {"raise", "nan"}
+        "raise" (default): the first point that fails to converge raises ConvergenceError, and
+        a divergent ridgeless point (lam = 0 at p = n m) ParameterError.  "nan": such points
+        become NaN, ``result.converged`` marks them, and every other point is returned as
+        usual.  Invalid values (psi <= 0, ...) raise ParameterError under both.
 
     Returns
     -------
@@ -132,6 +141,8 @@ def rf_dsm(*, psi_n, psi_p, m, t, lam, activation="relu", tau=None, dps=None,
         Arrays of the broadcast shape of the numeric arguments (0-d for scalars).
     """
     dps = check_dps(dps)
+    if on_error not in ("raise", "nan"):
+        raise ParameterError("on_error", '"raise" or "nan"', on_error)
     spec = parse_spectrum(spectrum)
     if spec.kind == "powerlaw":
         spec.law()  # K < 1 for the d -> inf law
@@ -159,28 +170,103 @@ def rf_dsm(*, psi_n, psi_p, m, t, lam, activation="relu", tau=None, dps=None,
     mu1, mus2, mue2 = coef
     params = dict(psi_n=psi_n, psi_p=psi_p, m=m_b, t=t, lam=lam,
                   activation=co[0].activation if co else str(activation), spectrum=spec.label, s2=spec.s2)
-    check_ridgeless(psi_n, psi_p, iota, lam)
+    if on_error == "raise":
+        check_ridgeless(psi_n, psi_p, iota, lam)
+    failed = _divergent(psi_n, psi_p, iota, lam)
+    lam_min = lam_floor(1.0 + mu1**2 * max(spec.s2, 1.0) + mus2 + mue2, None)
+    full = (psi_n, psi_p, iota, t, np.maximum(lam, lam_min), mu1, mus2, mue2)
+    sel = np.flatnonzero(~failed.ravel())
+    args = tuple(np.ravel(x)[sel] for x in full)
+    tau_sel = np.ravel(tau_b)[sel]
+    n_eig = len(system.eigenvalues) if system.discrete else 0
+    grid = shape or (1,)  # scattered into at least one dimension, reshaped at the end
+    out = dict(test=np.full(grid, np.nan, dtype=object if dps else float),
+               train=np.full(grid, np.nan, dtype=object if dps else float),
+               u=[np.full(grid, np.nan, dtype=object if dps else float) for _ in range(3)],
+               by=np.full(grid + (n_eig,), np.nan, dtype=object if dps else float) if system.discrete else None)
+    solve = _solve_mp_points if dps is not None else _solve_points
+    r = solve(system, args, tau_sel if tau is not None else None, on_error,
+              coeff_mp={c.t_key: c for c in co}, dps=dps, raw=(psi_n.ravel()[sel], psi_p.ravel()[sel],
+                                                             iota.ravel()[sel], t.ravel()[sel], lam.ravel()[sel]))
+    idx = np.unravel_index(sel, grid)
+    ok = ~r["failed"]
+    for key in ("test", "train"):
+        out[key][idx] = np.where(ok, r[key], np.nan) if dps is None else [v if o else np.nan for v, o in zip(r[key], ok)]
+    for i in range(3):
+        out["u"][i][idx] = r["u"][i]
+    if out["by"] is not None and r["by"] is not None:
+        out["by"][idx] = np.where(ok[:, None], r["by"], np.nan) if dps is None else r["by"]
+    converged = ~failed.reshape(grid)
+    converged[idx] = ok
     if dps is not None:
-        return _solve_mp(system, (psi_n, psi_p, iota, t, lam), {c.t_key: c for c in co}, dps, params)
-    floor = lam_floor(1.0 + mu1**2 * max(spec.s2, 1.0) + mus2 + mue2, None)
-    args = (psi_n, psi_p, iota, t, np.maximum(lam, floor), mu1, mus2, mue2)
+        params = dict(params, **_mp_floors(system, t, dps))
+    if tau is not None:
+        params = dict(params, tau=tau_b)
+
+    def back(x):
+        return None if x is None else x.reshape(shape + x.shape[len(grid):])
+
+    return _result(system, back(out["test"]), back(out["train"]), [back(x) for x in out["u"]], full, params,
+                   r["res"], r["its"], dps, back(out["by"]), back(converged), tau is not None)
+
+
+def _divergent(psi_n, psi_p, iota, lam):
+    """Ridgeless points at the interpolation threshold p = n m (finite m)."""
+    with np.errstate(divide="ignore"):
+        m = np.where(iota > 0, 1 / np.where(iota > 0, iota, 1), np.inf)
+    return (lam == 0) & np.isfinite(m) & np.isclose(psi_p, psi_n * m, rtol=1e-9, atol=0)
+
+
+def _mp_floors(system, t, dps):
+    """test_error_floor (and per eigenvalue) at dps digits for every point, solved or not."""
+    with mpmath.workdps(dps + 10):
+        f = mp_namespace(dps + 10)
+        sys_mp = system.with_precision(dps + 10)
+        floors = {float(tt): (sys_mp.floor(_mpf(tt), f), sys_mp.node_floor(_mpf(tt), f)) for tt in np.unique(t)}
+    with mpmath.workdps(dps):
+        floor = np.empty(t.shape, dtype=object)
+        node = np.empty(t.shape + (len(floors[float(t.flat[0])][1]),), dtype=object) if system.discrete else None
+        for idx in np.ndindex(t.shape):
+            fl, nf = floors[float(t[idx])]
+            floor[idx] = +fl
+            if node is not None:
+                node[idx] = [+x for x in nf]
+    return dict(_floor=floor, _node_floor=node)
+
+
+def _solve_points(system, args, tau, on_error, **_):
+    """Double precision on flat arrays of points; failures raise or (on_error="nan") are marked."""
+    n = args[0].size
+    failed = np.zeros(n, bool)
+    nan_policy = on_error == "nan"
     if tau is not None:
         from .flow import solve_flow
 
-        test, train, res = solve_flow(system, tau_b, args)
-        return _result(system, test, train, [np.full(shape, np.nan)] * 3, args, dict(params, tau=tau_b),
-                       res, 0, None, None)
-    if psi_n.size <= _SCALAR_MAX:
-        u, by, res, its, test, train = _solve_scalars(system, args)
+        test, train, res, failed = solve_flow(system, tau, args, nan_policy)
+        return dict(test=test, train=train, u=[np.full(n, np.nan)] * 3, by=None, res=res, its=0, failed=failed)
+    if n <= _SCALAR_MAX:
+        u, by, res, its, test, train, failed = _solve_scalars(system, args, nan_policy)
     else:
-        flat = tuple(np.ravel(x) for x in args)
-        u, res, its = solve_grid(system, flat)
-        test, train, by = _errors_grid(system, u, flat)
-        u, test, train = [x.reshape(shape) for x in u], test.reshape(shape), train.reshape(shape)
-        by = None if by is None else by.reshape(shape + (-1,))
-    if system.continuum:
-        test, train, res = _check_quadrature(system, u, args, test, train, res)
-    return _result(system, test, train, u, args, params, res, its, None, by)
+        u, res_pt, its = solve_grid(system, args, drop_failed=nan_policy)
+        failed = ~np.isfinite(res_pt)
+        res = float(np.max(res_pt[~failed])) if (~failed).any() else 0.0
+        test, train, by = np.full(n, np.nan), np.full(n, np.nan), None
+        good = np.flatnonzero(~failed)
+        if good.size:
+            sub = tuple(x[good] for x in args)
+            t_, tr_, by_ = _errors_grid(system, [x[good] for x in u], sub, nan_policy)
+            test[good], train[good] = t_, tr_
+            failed[good] |= ~(np.isfinite(t_) & np.isfinite(tr_))
+            if by_ is not None:
+                by = np.full((n, by_.shape[-1]), np.nan)
+                by[good] = by_
+    if system.continuum and (~failed).any():
+        good = np.flatnonzero(~failed)
+        t_, tr_, r_, bad = _check_quadrature(system, [x[good] for x in u], tuple(x[good] for x in args),
+                                            test[good], train[good], res, nan_policy)
+        test[good], train[good], res = t_, tr_, r_
+        failed[good] |= bad
+    return dict(test=test, train=train, u=u, by=by, res=res, its=its, failed=failed)
 
 
 def iota_of(m):
@@ -230,41 +316,64 @@ def coefficient_arrays(activation, t, s2, dps):
     return co, (mu1, mus2, mue2)
 
 
-def _errors_grid(system, u, flat):
+def _errors_grid(system, u, flat, nan_policy=False):
     """Errors on flat arrays; per eigenvalue as a (points, eigenvalues) array."""
-    test, train, by = errors(system, u, flat, NUMPY, solve_grid_linear(np.shape(u[0])), system.discrete)
-    if not (np.all(np.isfinite(test)) and np.all(np.isfinite(train))):
+    with np.errstate(all="ignore"):
+        test, train, by = errors(system, u, flat, NUMPY, _safe_linear(np.shape(u[0])), system.discrete)
+    if not nan_policy and not (np.all(np.isfinite(test)) and np.all(np.isfinite(train))):
         raise ConvergenceError("rf-dsm: non-finite error at a converged point (ill-conditioned Jacobian)")
     return test, train, None if by is None else np.stack(np.broadcast_arrays(*by[0]), -1)
 
 
-def _solve_scalars(system, args):
+def _safe_linear(shape):
+    """Batched 3 x 3 solves; a singular system gives NaN for its point instead of an exception."""
+    solve = solve_grid_linear(shape)
+
+    def safe(J, rhs):
+        try:
+            return solve(J, rhs)
+        except np.linalg.LinAlgError:
+            return solve3(J, rhs)  # elementwise Cramer: inf/nan only where singular
+    return safe
+
+
+def _solve_scalars(system, args, nan_policy=False):
     """Double precision, point by point on Python floats (small inputs)."""
     shape = args[0].shape
-    u_out = [np.empty(shape) for _ in range(3)]
-    test, train = np.empty(shape), np.empty(shape)
+    u_out = [np.full(shape, np.nan) for _ in range(3)]
+    test, train = np.full(shape, np.nan), np.full(shape, np.nan)
     n_eig = len(system.eigenvalues) if system.discrete else 0
-    by = np.empty(shape + (n_eig,)) if system.discrete else None
+    by = np.full(shape + (n_eig,), np.nan) if system.discrete else None
+    failed = np.zeros(shape, bool)
     worst, total = 0.0, 0
     for idx in np.ndindex(shape):
         a = tuple(float(x[idx]) for x in args)
-        u, res, its, ok = continue_point(system, a, MATH, TOL)
-        total += its
-        if not ok:
-            raise_unconverged(a, res, a[4])
+        try:
+            u, res, its, ok = continue_point(system, a, MATH, TOL)
+            total += its
+            if not ok:
+                raise_unconverged(a, res, a[4])
+            try:
+                te, tr, per = errors(system, u, a, MATH, solve3, system.discrete)
+            except ZeroDivisionError:
+                te = tr = math.nan
+            if not (math.isfinite(te) and math.isfinite(tr)):
+                raise ConvergenceError("rf-dsm: non-finite error at a converged point (ill-conditioned Jacobian)")
+        except ConvergenceError:
+            if not nan_policy:
+                raise
+            failed[idx] = True
+            continue
         worst = max(worst, res)
-        te, tr, per = errors(system, u, a, MATH, solve3, system.discrete)
-        if not (math.isfinite(te) and math.isfinite(tr)):
-            raise ConvergenceError("rf-dsm: non-finite error at a converged point (ill-conditioned Jacobian)")
         test[idx], train[idx] = te, tr
         if per is not None:
             by[idx] = per[0]
         for x, v in zip(u_out, u):
             x[idx] = v
-    return u_out, by, worst, total, test, train
+    return u_out, by, worst, total, test, train, failed
 
 
-def _check_quadrature(system, u, args, test, train, res):
+def _check_quadrature(system, u, args, test, train, res, nan_policy=False):
     """Continuum spectra: re-solve with the refined rule from u and compare the errors.
 
     One Newton solve with panels of half the width starts at the base solution; the refined
@@ -275,38 +384,45 @@ def _check_quadrature(system, u, args, test, train, res):
     shape = np.shape(test)
     flat = tuple(np.ravel(np.broadcast_to(x, shape)) for x in args)
     u2, r2, ok, _ = newton_grid(fine, [np.ravel(x).astype(float) for x in u], flat, max_iter=10)
-    if not np.all(ok):
+    if not np.all(ok) and not nan_policy:
         raise_unconverged(tuple(x[~ok][0] for x in flat), r2.max(), flat[4][~ok][0])
-    t2, tr2, _ = _errors_grid(fine, u2, flat)
+    t2, tr2, _ = _errors_grid(fine, u2, flat, nan_policy)
     t2, tr2 = t2.reshape(shape), tr2.reshape(shape)
-    dev = np.maximum(np.abs(t2 - test) / np.maximum(1, np.abs(t2)), np.abs(tr2 - train) / np.maximum(1, np.abs(tr2)))
-    if np.any(dev > _QUAD_RTOL):
+    with np.errstate(invalid="ignore"):
+        dev = np.maximum(np.abs(t2 - test) / np.maximum(1, np.abs(t2)), np.abs(tr2 - train) / np.maximum(1, np.abs(tr2)))
+    bad = ~(dev <= _QUAD_RTOL) | ~ok.reshape(shape)
+    if np.any(bad) and not nan_policy:
         raise ConvergenceError(f"rf-dsm: the power-law quadrature is not accurate to {_QUAD_RTOL:g} here "
-                               f"(refined rule differs by {float(np.max(dev)):.2g})")
-    return t2, tr2, max(float(res), float(np.max(r2)))
+                               f"(refined rule differs by {float(np.nanmax(dev)):.2g})")
+    return t2, tr2, max(float(res), float(np.max(r2[ok], initial=0.0))), bad
 
 
-def _result(system, test, train, u, args, params, res, its, dps, by):
+def _result(system, test, train, u, args, params, res, its, dps, by, converged, flow=False):
     t = args[3]
     if dps is None:
         floor = np.asarray(system.floor(np.asarray(t, dtype=float), NUMPY), dtype=float)
+        ok = np.asarray(converged)
+        test, train = np.array(test, dtype=float), np.array(train, dtype=float)
+        test[ok], train[ok] = physical(test[ok], train[ok], np.broadcast_to(floor, ok.shape)[ok])
         if system.discrete:
             fl = np.stack(np.broadcast_arrays(*system.node_floor(np.asarray(t, dtype=float), NUMPY)), -1)
         else:
             fl = None
     else:
         floor, fl = params.pop("_floor"), params.pop("_node_floor")
-    score = test - floor
+    with np.errstate(invalid="ignore"):
+        score = test - floor
     if by is not None:
         params = dict(params, _floor_by_eigenvalue=_unwrap(np.asarray(fl)) if fl is not None else None)
-    if isinstance(system, IsotropicSystem):
+    if isinstance(system, IsotropicSystem) or flow:
         by = None
     return RFDSMResult(*(_unwrap(np.asarray(v)) for v in (test, train, score, test - train, *u)),
                        residual=float(res), iterations=its, dps=dps, params=_squeeze(params),
                        test_error_floor=_unwrap(np.asarray(floor)),
                        test_error_by_eigenvalue=None if by is None else _unwrap(np.asarray(by)),
                        eigenvalues=None if by is None else system.eigenvalues,
-                       eigenvalue_weights=None if by is None else system.eigenvalue_weights)
+                       eigenvalue_weights=None if by is None else system.eigenvalue_weights,
+                       converged=_unwrap(np.asarray(converged, dtype=bool)))
 
 
 def _mpf(x) -> mpmath.mpf:
@@ -314,26 +430,27 @@ def _mpf(x) -> mpmath.mpf:
     return mpmath.mpf(repr(float(x)))
 
 
-def _solve_mp(system, arrays, coeff_mp, dps, params):
-    """mpmath at dps digits: a double continuation per point, then Newton in mpmath."""
-    psi_n_a, psi_p_a, iota_a, t_a, lam_a = arrays
-    shape = psi_n_a.shape
+def _solve_mp_points(system, args, tau, on_error, *, coeff_mp, dps, raw):
+    """mpmath at dps digits on flat arrays of points: a double continuation per point, then
+    Newton in mpmath (``raw``: the inputs before the ridge floor, read as decimals)."""
+    psi_n_a, psi_p_a, iota_a, t_a, lam_a = raw
+    n = psi_n_a.size
     n_eig = len(system.eigenvalues) if system.discrete else 0
-    keys = ("test", "train", "k0", "k1", "G", "floor")
-    outs = {k: np.empty(shape, dtype=object) for k in keys}
-    by = np.empty(shape + (n_eig,), dtype=object) if system.discrete else None
-    fl = np.empty(shape + (n_eig,), dtype=object) if system.discrete else None
+    obj = lambda: np.full(n, mpmath.nan, dtype=object)  # noqa: E731
+    out = dict(test=obj(), train=obj(), u=[obj() for _ in range(3)],
+               by=np.full((n, n_eig), mpmath.nan, dtype=object) if system.discrete else None)
+    failed = np.zeros(n, bool)
     worst, total = mpmath.mpf(0), 0
     with mpmath.workdps(dps + 10):
         f = mp_namespace(dps + 10)
         sys_mp = system.with_precision(dps + 10)
         tol = mpmath.mpf(10) ** (-(dps + 3))
-        for idx in np.ndindex(shape):
-            c = coeff_mp[float(t_a[idx])].c
+        for i in range(n):
+            c = coeff_mp[float(t_a[i])].c
             mu1, mus2, mue2 = mpmath.mpf(c.mu1), mpmath.mpf(c.mu_s) ** 2, mpmath.mpf(c.mu_e) ** 2
-            iota = 0 if iota_a[idx] == 0 else 1 / mpmath.mpf(round(1 / iota_a[idx]))
-            lam = _mpf(lam_a[idx]) if lam_a[idx] > 0 else lam_floor(1 + mu1**2 * max(system.s2, 1) + mus2 + mue2, dps)
-            a = (_mpf(psi_n_a[idx]), _mpf(psi_p_a[idx]), iota, _mpf(t_a[idx]), lam, mu1, mus2, mue2)
+            iota = 0 if iota_a[i] == 0 else 1 / mpmath.mpf(round(1 / iota_a[i]))
+            lam = _mpf(lam_a[i]) if lam_a[i] > 0 else lam_floor(1 + mu1**2 * max(system.s2, 1) + mus2 + mue2, dps)
+            a = (_mpf(psi_n_a[i]), _mpf(psi_p_a[i]), iota, _mpf(t_a[i]), lam, mu1, mus2, mue2)
             a_double = tuple(float(x) for x in a[:4]) + (max(float(lam), 1e-15 * float(1 + mu1**2)),) \
                 + tuple(float(x) for x in a[5:])
             u, _, its, ok = continue_point(system, a_double, MATH, TOL)
@@ -342,24 +459,26 @@ def _solve_mp(system, arrays, coeff_mp, dps, params):
                 its += its2
             total += its
             if not ok:
+                if on_error == "nan":
+                    failed[i] = True
+                    continue
                 raise ConvergenceError(f"rf-dsm mpmath solve did not converge at dps={dps} "
                                        f"(psi_n={float(a[0]):g}, psi_p={float(a[1]):g}, lam={float(lam):g})")
             worst = max(worst, res)
             test, train, per = errors(sys_mp, u, a, f, solve3, system.discrete)
-            vals = (test, train, *u, sys_mp.floor(a[3], f))
-            for k, v in zip(keys, vals):
-                outs[k][idx] = v
+            out["test"][i], out["train"][i] = test, train
+            for x, v in zip(out["u"], u):
+                x[i] = v
             if per is not None:
-                by[idx] = per[0]
-                fl[idx] = sys_mp.node_floor(a[3], f)
+                out["by"][i] = per[0]
     with mpmath.workdps(dps):
         rnd = np.vectorize(lambda v: +v, otypes=[object])
-        vals = {k: rnd(arr) for k, arr in outs.items()}
-        by = None if by is None else rnd(by)
-        fl = None if fl is None else rnd(fl)
-    params = dict(params, _floor=vals["floor"], _node_floor=fl)
-    return _result(system, vals["test"], vals["train"], [vals["k0"], vals["k1"], vals["G"]],
-                   (None, None, None, t_a), params, float(worst), total, dps, by)
+        for k in ("test", "train"):
+            out[k] = rnd(out[k]) if n else out[k]
+        out["u"] = [rnd(x) if n else x for x in out["u"]]
+        if out["by"] is not None and out["by"].size:
+            out["by"] = rnd(out["by"])
+    return out | dict(res=float(worst), its=total, failed=failed)
 
 
 def _descend_mp(system, u, a, lam_from, f, tol):

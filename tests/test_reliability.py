@@ -1,0 +1,170 @@
+"""Regression tests of the reliability audit: every reproducer exits 0 with a correct value or
+2/3 with one line, quickly; the per-point failure policy on_error="raise"/"nan"."""
+import json
+import math
+import subprocess
+import sys
+import time
+
+import mpmath
+import numpy as np
+import pytest
+
+from rmtsolve import ConvergenceError, ParameterError, cli, coefficients, rf_dsm
+
+
+def run(*args, timeout=60):
+    t0 = time.perf_counter()
+    p = subprocess.run([sys.executable, "-m", "rmtsolve.cli", *args], capture_output=True, text=True,
+                       timeout=timeout)
+    return p.returncode, p.stdout, p.stderr, time.perf_counter() - t0
+
+
+def one_line_error(code, err, status=2):
+    return code == status and err.count("\n") == 1 and "Traceback" not in err
+
+
+@pytest.mark.parametrize("extra", [[], ["--tau", "2"], ["--dps", "30"]])
+def test_huge_psi_is_refused_at_once(extra):
+    code, _, err, secs = run("rf-dsm", "--psi-p", "1e300", *extra)
+    assert one_line_error(code, err) and "psi_p" in err and secs < 20
+
+
+@pytest.mark.parametrize("args,name", [(["rf-dsm", "--psi-p", "2", "--m", "1.5"], "m"),
+                                       (["rf-dsm", "--psi-p", "2", "--m", "1.4"], "m"),
+                                       (["ldm", "--T", "999.6"], "T"), (["ldm", "--d", "100.4"], "d")])
+def test_sweep_never_rounds_silently(args, name):
+    code, out, err, _ = run("sweep", *args, "--quiet")
+    assert one_line_error(code, err) and name in err and out.count("\n") == 0
+
+
+@pytest.mark.parametrize("dps", [30, 50])
+def test_high_precision_at_ridgeless_overparameterised_points(dps):
+    code, out, err, _ = run("rf-dsm", "--psi-n", "1", "--psi-p", "2", "--m", "1", "--t", "0.5", "--lam", "0",
+                            "--dps", str(dps), "--json")
+    assert code == 0, err
+    data = json.loads(out)
+    double = rf_dsm(psi_n=1, psi_p=2, m=1, t=0.5, lam=0.0)
+    assert data["test_error"] == pytest.approx(float(double.test_error), rel=1e-12)
+    assert 0 <= data["train_error"] < 1e-40
+
+
+def test_m_beyond_double_range_is_m_infinity():
+    code, out, err, _ = run("rf-dsm", "--psi-p", "2", "--m", "1e400", "--json")
+    assert code == 0, err
+    assert json.loads(out)["test_error"] == pytest.approx(float(rf_dsm(psi_n=1, psi_p=2, m=math.inf, t=0.5,
+                                                                        lam=1e-3).test_error), rel=1e-14)
+
+
+@pytest.mark.parametrize("expr", ["x/0", "0**-1+x"])
+def test_activation_infinite_everywhere_is_bad_input(expr):
+    code, _, err, _ = run("rf-dsm", "--psi-p", "2", "--activation", expr)
+    assert one_line_error(code, err) and "activation" in err
+
+
+@pytest.mark.parametrize("flag,path", [("--csv", "/nonexistent/dir/x.csv"), ("--csv", "/tmp"),
+                                       ("--jsonl", "/proc/x.jsonl")])
+def test_unwritable_sweep_output(flag, path):
+    code, _, err, _ = run("sweep", "rf-dsm", "--psi-p", "2", flag, path)
+    assert one_line_error(code, err) and flag in err
+
+
+def test_unwritable_figure_output_is_refused_before_computing(capsys):
+    t0 = time.perf_counter()
+    assert cli.main(["figure", "rf-dsm-training-dynamics", "--out", "/nonexistent/dir/f.png"]) == 2
+    err = capsys.readouterr().err
+    assert "--out" in err and err.count("\n") == 1 and time.perf_counter() - t0 < 2
+
+
+@pytest.mark.parametrize("args,name", [(["simulate", "rf-dsm", "--d", "1000000000", "--psi-p", "1"], "d"),
+                                       (["simulate", "rf-dsm", "--psi-p", "1e9", "--d", "50"], "psi_p"),
+                                       (["sweep", "rf-dsm", "--psi-p", "1e9:1e10:100000000000"], "psi_p"),
+                                       (["sweep", "rf-dsm", "--psi-p", "1:2:10000", "--psi-n", "1:2:10000",
+                                         "--m", "1:10:10"], "psi_n")])
+def test_out_of_memory_requests_are_refused_with_an_estimate(args, name):
+    code, _, err, secs = run(*args)
+    assert one_line_error(code, err) and name in err and secs < 20
+
+
+def test_error_messages_are_one_line_and_negative_values_reach_the_range_check():
+    code, _, err, _ = run("sweep", "rf-dsm", "--tau", "-1")
+    assert one_line_error(code, err) and "tau" in err
+    code, _, err, _ = run("rf-dsm", "--lam", "-1e-3")
+    assert one_line_error(code, err) and "lam must be >= 0" in err
+
+
+def test_m_is_echoed_as_given():
+    code, out, err, _ = run("rf-dsm", "--psi-p", "2", "--m", "49", "--json")
+    assert code == 0 and json.loads(out)["params"]["m"] == 49
+
+
+def test_constant_activation_has_exact_zero_split():
+    c = coefficients("1", 0.5)
+    assert c.mu_e == 0 and math.copysign(1, c.mu_e) == 1 and c.mu_s <= c.mustar
+
+
+@pytest.mark.parametrize("kw", [dict(psi_n="a"), dict(psi_n=1 + 2j), dict(psi_n=[1, 2], psi_p=[1, 2, 3]),
+                                dict(m="x"), dict(lam=[0.1, None]), dict(tau=[1.0, -1.0])])
+def test_api_bad_values_are_parameter_errors(kw):
+    with pytest.raises(ParameterError):
+        rf_dsm(**(dict(psi_n=1, psi_p=2, m=1, t=0.5, lam=1e-3) | kw))
+
+
+def test_physical_bounds_hold_at_extreme_ratios_and_under_gradient_flow():
+    r = rf_dsm(psi_n=1e-3, psi_p=1e12, m=3, t=0.5, lam=1e-3)
+    assert r.train_error >= 0 and r.test_error >= r.test_error_floor
+    taus = np.geomspace(0.05, 300, 12)
+    f = rf_dsm(psi_n=1, psi_p=2, m=1, t=0.5, lam=1e-3, tau=taus)
+    assert np.all(f.train_error >= 0) and np.all(f.test_error >= f.test_error_floor)
+
+
+def test_figure_cache_key_contains_the_version(monkeypatch, tmp_path):
+    import rmtsolve
+    from rmtsolve import figures
+
+    monkeypatch.setenv("RMTSOLVE_CACHE", str(tmp_path))
+    kw = dict(psi_n=1, psi_p=0.5, m=1, t=0.5, lam=1e-2, d=20, seeds=2, seed=1)
+    figures._cached_simulation(**kw)
+    monkeypatch.setattr(rmtsolve, "__version__", "999.0.0")
+    figures._cached_simulation(**kw)
+    assert len(list(tmp_path.glob("sim_*.json"))) == 2
+
+
+# -- per-point failure policy ------------------------------------------------------------------
+def test_on_error_nan_marks_divergent_and_failing_points_only():
+    pp = np.array([0.5, 1.0, 2.0])
+    with pytest.raises(ParameterError):
+        rf_dsm(psi_n=1, psi_p=pp, m=1, t=0.5, lam=0.0)
+    r = rf_dsm(psi_n=1, psi_p=pp, m=1, t=0.5, lam=0.0, on_error="nan")
+    assert list(r.converged) == [True, False, True] and np.isnan(r.test_error[1])
+    alone = rf_dsm(psi_n=1, psi_p=2.0, m=1, t=0.5, lam=0.0)
+    assert r.test_error[2] == pytest.approx(float(alone.test_error), rel=1e-13)
+    # a point whose continuation fails (n/d = 1e6, p/d = 1e9) inside a vectorised grid
+    PN, PP = np.ones(30), np.geomspace(0.1, 10, 30)
+    PN[5], PP[5] = 1e6, 1e9
+    with pytest.raises(ConvergenceError):
+        rf_dsm(psi_n=PN, psi_p=PP, m=3, t=0.5, lam=1e-3)
+    g = rf_dsm(psi_n=PN, psi_p=PP, m=3, t=0.5, lam=1e-3, on_error="nan")
+    assert not g.converged[5] and g.converged.sum() == 29 and np.isnan(g.test_error[5])
+    ref = rf_dsm(psi_n=np.delete(PN, 5), psi_p=np.delete(PP, 5), m=3, t=0.5, lam=1e-3)
+    assert np.allclose(np.delete(g.test_error, 5), ref.test_error, rtol=1e-12)
+
+
+@pytest.mark.parametrize("extra", [dict(tau=3.0), dict(dps=20), dict(spectrum=[0.0, 1.0, 2.0])])
+def test_on_error_nan_in_every_path(extra):
+    r = rf_dsm(psi_n=1, psi_p=np.array([0.5, 1.0, 2.0]), m=1, t=0.5, lam=0.0, on_error="nan", **extra)
+    assert list(np.asarray(r.converged)) == [True, False, True]
+    vals = np.array([float(v) for v in np.ravel(r.test_error)])
+    assert np.isnan(vals[1]) and np.all(np.isfinite(vals[[0, 2]]))
+    floors = np.array([float(v) for v in np.ravel(r.test_error_floor)])
+    assert np.all(np.isfinite(floors))
+
+
+def test_on_error_is_checked():
+    with pytest.raises(ParameterError):
+        rf_dsm(psi_n=1, psi_p=2, m=1, t=0.5, lam=1e-3, on_error="ignore")
+
+
+def test_high_precision_nan_entries_print_as_nan():
+    r = rf_dsm(psi_n=1, psi_p=np.array([1.0, 2.0]), m=1, t=0.5, lam=0.0, dps=20, on_error="nan")
+    assert mpmath.isnan(r.test_error[0]) or math.isnan(r.test_error[0])
