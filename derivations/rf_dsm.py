@@ -37,6 +37,12 @@ Anisotropic data x ~ N(0, Sigma) (conventions 1.5) re-derive steps 2, 3 and 6 wi
     there, the column leave-one-out here).
 12. The floor of the test error: the best linear predictor E[z|y] = sqrt(D) Sigma_t^{-1} y
     gives e^{-2t} ell/(e^{-2t} ell + D) per coordinate, and test - floor = D E||s_A - s*||^2/d.
+13. The kernel limit psi_p -> inf at fixed lam, as limits of step 11 (sympy computes them):
+    for finite m, k_tau = lam eps K_tau, gam = lam eps Gamma, G = 1 - O(eps), eps = 1/psi_p
+    give L = lam eps Ltilde(K, Gamma) + O(eps^2), a fixed point for y_tau = 1/K_tau, and
+    test_error = dLtilde/dGamma, train_error = 0 (kernel interpolation: the ridge's effect
+    vanishes like N lam/p); for m = inf (iota = 0), k_1 = 1 exactly, k_0 = eps K_0 with
+    K_0 = psi_n (mu_e^2 + lam)/mu_s^2, and test_error = e^{-2t} E_H[ell]/D, train_error = 0.
 """
 from __future__ import annotations
 
@@ -194,7 +200,8 @@ def step6_omega_traces(pops):
     Hc = weighted("c")  # cross-covariance coefficient of z_k with mu1 w_k
     qbar = weighted("q")
     F, Lbar = closed_system(aO, aI, Hc, qbar, P)
-    assert sp.simplify(F[2] * (aO + aI) / aI - g_eq.subs({aO_: aO, aI_: aI, g: G / aI}, simultaneous=True)) == 0
+    assert sp.simplify(F[2] * (aI + psi_p * aO * G) / aI - g_eq.subs({aO_: aO, aI_: aI, g: G / aI},
+                                                                      simultaneous=True)) == 0
     shown = sp.symbols("a_O a_I H_c q")  # the same system with the scalar blocks kept as symbols
     F_shown, L_shown = closed_system(*shown, P)
     return F, Lbar, dict(zip(shown, (aO, aI, Hc, qbar))), F_shown, L_shown
@@ -212,9 +219,11 @@ def closed_system(aO, aI, Hc, qbar, P):
     F = [
         1 - k0 - k0 * delta["mean"],
         1 - k1 - k1 * delta["orth"],
-        # MP quadratic for g with g = G/a_I, divided by a_O + a_I: O(1) residuals whatever
-        # the ratio a_O/a_I (which diverges in the ridgeless limit of linear features).
-        (psi_p * aO * G**2 + (aO * (1 - psi_p) + aI) * G - aI) / (aO + aI),
+        # MP quadratic for g with g = G/a_I, divided by a_I + psi_p a_O G: O(1) residuals whatever
+        # the ratio a_O/a_I (which diverges in the ridgeless limit of linear features), and the
+        # O(psi_p) terms of the quadratic, which cancel as G -> 1 for many features, keep
+        # their relative rounding.
+        (psi_p * aO * G**2 + (aO * (1 - psi_p) + aI) * G - aI) / (aI + psi_p * aO * G),
     ]
     # Averaged loss: q - (1/d) sum_k c_k^T A^{-1} c_k = q - psi_p mu1^2 Hc^2 h.
     Lbar = qbar - psi_p * mu1**2 * Hc**2 * h_of_G
@@ -311,7 +320,7 @@ def step11_anisotropic_system(pops, F_iso, L_iso):
     assert sp.simplify(f[0].subs(at1) - F_iso[0]) == 0
     assert sp.simplify(f[1].subs(at1) - F_iso[1]) == 0
     aO1 = M.subs(at1)
-    assert sp.simplify(f[2].subs(at1) * (aI + psi_p * G * aO1) / (aO1 + aI) + F_iso[2]) == 0
+    assert sp.simplify(f[2].subs(at1) + F_iso[2]) == 0
     assert sp.simplify(loss.subs(at1) - L_iso) == 0
     for e in f + [loss]:  # m = infinity (iota = 0) stays a regular point
         assert sp.denom(sp.together(e)).subs(iota, 0) != 0
@@ -338,6 +347,59 @@ def step12_floor():
     return floor
 
 
+def step13_kernel_limit(f_node, l_node, pops):
+    """psi_p -> inf at fixed lam (eps = 1/psi_p): the limits of step 11, computed by sympy.
+
+    Finite m: with k_tau = lam eps K_tau, gam = lam eps Gamma, G = 1 - eps Ghat, every
+    residual tends to 1 - K_tau c_tau(ell), c_tau = (iota/psi_n)(mu1^2 v_tau/(1 + Mt) + kappa_tau^2)
+    and Mt = mu1^2 (sum alpha_tau K_tau v_tau + Gamma v_test); the loss is lam eps Ltilde with
+    Ltilde = qt - mu1^2 Ht^2/(1 + Mt) (qt, Ht: q and H_c with k -> K, gam -> Gamma).  As L - lam
+    dL/dlam = O(eps) the train error vanishes; the test error dL/dgam = dLtilde/dGamma.  Solved
+    for y_tau = 1/K_tau (residual y_tau - c_tau, linear in the expectation).
+    m = inf (iota = 0): k_1 = 1 exactly; with k_0 = eps K_0, gam = eps Gamma the k_0 residual
+    tends to 1 - K_0 mu_s^2/(psi_n (mu_e^2 + lam)) and L/eps to
+    e^{-2t} ell (K_0 + Gamma)/D + (mu_e^2 + lam)/(mu1^2 D): test_error = e^{-2t} E_H[ell]/D.
+    """
+    eps = sp.Symbol("epsilon", positive=True)
+    K = sp.symbols("K0 K1", positive=True)
+    Gam, Gh = sp.symbols("Gamma Ghat")
+    P = {"mean": {k: sp.expand(v.subs(m, 1 / iota)) for k, v in pops["mean"].items()}, "orth": pops["orth"]}
+    test = pops["test"]
+    alpha = {"mean": iota, "orth": 1 - iota}
+    KK = dict(zip(P, K))
+    Mt = mu1**2 * (sum(sp.expand(alpha[k] * P[k]["v"]) * KK[k] for k in P) + Gam * test["v"])
+    c = {k: (iota / psi_n) * (mu1**2 * sp.expand(iota * P[k]["v"]) / iota / (1 + Mt)
+                              + sp.expand(iota * P[k]["kappa2"]) / iota) for k in P}
+    c = {k: sp.expand(sp.cancel(v * (1 + Mt))) / (1 + Mt) for k, v in c.items()}
+    qt = sum(sp.expand(alpha[k] * P[k]["q"]) * KK[k] for k in P) + Gam * test["q"]
+    Ht = sum(sp.expand(alpha[k] * P[k]["c"]) * KK[k] for k in P) + Gam * test["c"]
+    Lt = qt - mu1**2 * Ht**2 / (1 + Mt)
+    sub = {k0: lam * eps * K[0], k1: lam * eps * K[1], gam: lam * eps * Gam, psi_p: 1 / eps, G: 1 - eps * Gh}
+    for fk, Kk, k in zip(f_node[:2], K, P):
+        assert sp.simplify(sp.limit(sp.together(fk.subs(sub)), eps, 0) - (1 - Kk * c[k])) == 0
+    assert sp.simplify(sp.limit(sp.together(f_node[2].subs(sub)), eps, 0)) == 0  # G -> 1
+    assert sp.simplify(sp.limit(sp.together(l_node.subs(sub) / (lam * eps)), eps, 0) - Lt) == 0
+    # the ridge drops out: Ltilde and c do not involve lam, so L - lam dL/dlam = O(eps^2)/eps...
+    assert not (Lt.free_symbols | set().union(*(v.free_symbols for v in c.values()))) & {lam}
+    y = sp.symbols("y0 y1", positive=True)
+    onK = dict(zip(K, (1 / y[0], 1 / y[1])))
+    resid = [sp.together(y[i] - c[k].subs(onK)) for i, k in enumerate(P)]
+    loss_y = Lt.subs(onK)
+    # m = inf
+    sub_inf = {iota: 0, k1: 1, k0: eps * K[0], gam: eps * Gam, psi_p: 1 / eps, G: 1 - eps * Gh}
+    assert sp.simplify(f_node[1].subs(iota, 0) - (1 - k1)) == 0
+    K0_inf = psi_n * (mue2 + lam) / mus2
+    assert sp.simplify(sp.limit(sp.together(f_node[0].subs(sub_inf)), eps, 0)
+                       - (1 - K[0] * mus2 / (psi_n * (mue2 + lam)))) == 0
+    L_inf = rho * ell * (K[0] + Gam) / D + (mue2 + lam) / (mu1**2 * D)
+    assert sp.simplify(sp.limit(sp.together(l_node.subs(sub_inf) / eps), eps, 0) - L_inf) == 0
+    test_inf = sp.diff(L_inf.subs(K[0], K0_inf), Gam)
+    assert sp.simplify(test_inf - rho * ell / D) == 0
+    # c_tau at K = 0 (no coupling) bounds y_tau = c_tau from above: c is decreasing in K
+    upper = [c[k].subs({K[0]: 0, K[1]: 0, Gam: 0}) for k in P]
+    return y, resid, loss_y, Gam, test_inf, (Mt, c, Lt, K), upper
+
+
 def build() -> Module:
     ge = step1_gaussian_equivalence()
     pops = step3_linear_gaussian(step2_rotate_groups())
@@ -350,6 +412,7 @@ def build() -> Module:
     step10_column_leave_one_out()
     f_node, l_node, ablocks = step11_anisotropic_system(pops_aniso, F, Lbar)
     floor = step12_floor()
+    ky, kres, kloss, Gam, ktest_inf, kshown, kupper = step13_kernel_limit(f_node, l_node, pops_aniso)
     u = [k0, k1, G]
     args = (k0, k1, G, psi_n, psi_p, iota, t, lam, gam, mu1, mus2, mue2)
     J = [sp.diff(f, v) for f in F for v in u]
@@ -378,6 +441,19 @@ def build() -> Module:
         Function("test_error_floor", (ell, t), (floor,),
                  "Step 12: the smallest test error along an eigenvalue ell of Sigma."),
     ]
+    kargs = (ell,) + ky + (psi_n, iota, t, Gam, mu1, mus2, mue2)
+    functions += [
+        Function("kernel_node_terms", kargs, tuple(kres) + tuple(sp.diff(e, v) for e in kres for v in ky),
+                 "Step 13, psi_p = inf, finite m, per eigenvalue: residuals in y = 1/K (2) and their "
+                 "Jacobian in (y0, y1) (4)."),
+        Function("kernel_node_loss", kargs, (kloss,) + tuple(sp.diff(kloss, v) for v in ky)
+                 + (sp.diff(kloss, Gam),) + tuple(sp.diff(e, Gam) for e in kres),
+                 "Step 13, per eigenvalue: Ltilde, dLtilde/dy (2), dLtilde/dGamma, dres/dGamma (2)."),
+        Function("kernel_node_upper", (ell, psi_n, iota, t, mu1, mus2, mue2), tuple(kupper),
+                 "Step 13: c_tau without coupling, the upper bounds of y_tau (Newton starts there)."),
+        Function("kernel_m_inf_test", (ell, t), (ktest_inf,),
+                 "Step 13, psi_p = inf and m = inf: the test error along ell (train error 0)."),
+    ]
     eqs = ge + [(str(sym), sp.Eq(sym, expr)) for sym, expr in blocks.items()] + [
         ("k0 = 1/(1+delta0)", sp.Eq(F_shown[0], 0)),
         ("k1 = 1/(1+delta1)", sp.Eq(F_shown[1], 0)),
@@ -403,6 +479,14 @@ def build() -> Module:
         ("loss L(lam, gam)", sp.Eq(sp.Symbol("L"), El(sp.Symbol("q") - psi_p * mu1**2 * sp.Symbol("H_c")**2 * hs))),
         ("test_error_floor", sp.Eq(sp.Symbol("test_error_floor"), El(floor))),
         ("score_error", sp.Eq(sp.Symbol("score_error"), sp.Symbol("test_error") - sp.Symbol("test_error_floor"))),
+        ("kernel limit psi_p = inf, finite m: 1/K_tau",
+         sp.Eq(1 / sp.Symbol("K_tau"), El(sp.Symbol("c_tau(ell)")))),
+        ("", sp.Eq(sp.Symbol("c_tau(ell)"), sp.Symbol("(iota/psi_n)(mu1^2 v_tau(ell)/(1 + Mt(ell)) + kappa_tau^2)"))),
+        ("", sp.Eq(sp.Symbol("Mt(ell)"), kshown[0])),
+        ("", sp.Eq(sp.Symbol("Ltilde"), El(kshown[2]))),
+        ("", sp.Eq(sp.Symbol("test_error"), sp.Derivative(sp.Symbol("Ltilde"), Gam))),
+        ("kernel limit, m = inf", sp.Eq(sp.Symbol("test_error"), El(ktest_inf))),
+        ("kernel limit, any m", sp.Eq(sp.Symbol("train_error"), 0)),
     ]
     latex_a, text_a = eq_block(
         "RF-DSM with x ~ N(0, Sigma), population law H of the eigenvalues ell of Sigma (conventions 1.5; "

@@ -329,7 +329,7 @@ def _cmd_sweep(a):
 
     flags = SWEEP_FLAGS[a.model]
     ranges = {name: sweep.parse_value(name, getattr(a, name), integer=kind in ("int", "m"),
-                                      allow_inf=kind == "m" or name in ("tau", "d"))
+                                      allow_inf=kind == "m" or name in ("tau", "d", "psi_p"))
               for name, (_d, kind) in flags.items()}
     constants = {}
     if a.model == "rf-dsm":

@@ -198,3 +198,49 @@ def system_for(spectrum):
 def floor_value(system, t):
     """Mean floor (the smallest test error) in double precision for a float or array t."""
     return system.floor(np.asarray(t, dtype=float), NUMPY)
+
+
+class KernelSystem:
+    """The kernel limit psi_p = inf at fixed lam (derivation step 13), over a population law.
+
+    Finite m: unknowns y = (1/K_0, 1/K_1) with K_tau = psi_p k_tau/lam; parameters
+    ``a = (psi_n, iota, t, mu1, mu_s2, mu_e2)`` (the ridge drops out).  m = inf has the closed
+    form test_error = e^{-2t} E_H[ell]/(1 - e^{-2t}).  The train error is 0 in both cases.
+    Evaluation is point by point (Python scalars or mpmath numbers), vectorised over the nodes.
+    """
+
+    def __init__(self, system):
+        if isinstance(system, IsotropicSystem):
+            self.nodes, self.weights, self._mp = np.ones(1), np.ones(1), False
+        else:
+            self.nodes, self.weights, self._mp = system.nodes, system.weights, system._mp
+        self.discrete = system.discrete
+        self.s2 = system.s2
+
+    def _expect(self, fun, args, f):
+        if self._mp:
+            rows = [fun(x, *args, _f=f) for x in self.nodes]
+            return tuple(mpmath.fsum(w * r[i] for w, r in zip(self.weights, rows)) for i in range(len(rows[0])))
+        out = fun(self.nodes, *args, _f=NUMPY)
+        return tuple(float(self.weights @ np.broadcast_to(x, self.nodes.shape)) for x in out)
+
+    def upper(self, a, f):
+        return self._expect(_eq.kernel_node_upper, a, f)
+
+    def terms(self, y, a, f):
+        return self._expect(_eq.kernel_node_terms, (*y, *a[:3], 0, *a[3:]), f)
+
+    def loss(self, y, a, f):
+        return self._expect(_eq.kernel_node_loss, (*y, *a[:3], 0, *a[3:]), f)
+
+    def node_loss(self, y, a, f):
+        nodes = self.nodes if self._mp else self.nodes.tolist()
+        return [_eq.kernel_node_loss(x, *y, *a[:3], 0, *a[3:], _f=f) for x in nodes]
+
+    def m_inf_test(self, t, f):
+        """(test error, per-node test errors) for m = inf: e^{-2t} ell/D is linear in ell, so the
+        mean uses the exact s2 = E_H[ell] (a quadrature of the unbounded ell would truncate it)."""
+        nodes = self.nodes if self._mp else self.nodes.tolist()
+        per = [_eq.kernel_m_inf_test(x, t, _f=f) for x in nodes]
+        s2 = mpmath.mpf(repr(self.s2)) if self._mp else self.s2
+        return _eq.kernel_m_inf_test(s2, t, _f=f), per

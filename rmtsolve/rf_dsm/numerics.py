@@ -366,3 +366,53 @@ def physical(test, train, floor, tol=1e-10):
         raise ConvergenceError(f"rf-dsm: an error below its physical bound beyond rounding "
                                f"(train {float(np.min(train)):.3g}, test - floor {float(np.min(test - floor)):.3g})")
     return np.maximum(test, floor), np.maximum(train, 0.0)
+
+
+def solve2(J, b):
+    """Cramer's rule for one 2 x 2 system; J row-major."""
+    a, b_, c, d = J
+    det = a * d - b_ * c
+    return [(b[0] * d - b_ * b[1]) / det, (a * b[1] - c * b[0]) / det]
+
+
+def kernel_point(ksys, a, f, tol, max_iter=100):
+    """The psi_p = inf fixed point y = (1/K_0, 1/K_1) for one point (finite m).
+
+    Each y_tau = c_tau(y) with c_tau increasing and concave in y, so Newton started at the
+    upper bounds c_tau(inf) decreases monotonically to the root; halving keeps y > 0 and the
+    residual decreasing.  Returns (y, residual, iterations, converged); residuals are relative
+    to the size of y.
+    """
+    y = list(ksys.upper(a, f))
+    T = ksys.terms(y, a, f)
+    fn = max(abs(T[0]), abs(T[1])) / max(abs(y[0]), abs(y[1]))
+    for it in range(max_iter):
+        if fn <= tol:
+            return y, fn, it, True
+        step = solve2(T[2:], [-T[0], -T[1]])
+        s = 1
+        for _ in range(40):
+            trial = [v + s * dv for v, dv in zip(y, step)]
+            if all(v > 0 for v in trial):
+                T_new = ksys.terms(trial, a, f)
+                fn_new = max(abs(T_new[0]), abs(T_new[1])) / max(abs(trial[0]), abs(trial[1]))
+                if fn_new < fn:
+                    break
+            s = s / 2
+        else:
+            return y, fn, it, fn <= 1e2 * tol
+        y, T, fn = trial, T_new, fn_new
+    return y, fn, max_iter, fn <= tol
+
+
+def kernel_errors(ksys, y, a, f, by_eigenvalue=False):
+    """Test error dLtilde/dGamma through the fixed point (and per eigenvalue); train is 0."""
+    J = ksys.terms(y, a, f)[2:]
+    L = ksys.loss(y, a, f)
+    dy = solve2(J, [-L[4], -L[5]])
+
+    def total(Lt):
+        return Lt[3] + Lt[1] * dy[0] + Lt[2] * dy[1]
+
+    per = [total(Lt) for Lt in ksys.node_loss(y, a, f)] if by_eigenvalue else None
+    return total(L), per

@@ -23,9 +23,9 @@ import numpy as np
 from .._backend import MATH, NUMPY, check_dps, mp_namespace
 from ..errors import ConvergenceError, ParameterError, check_range
 from ..population import parse_spectrum
-from .equations import IsotropicSystem, system_for
-from .numerics import (TOL, continue_point, errors, lam_floor, newton_grid, newton_point, physical,
-                       raise_unconverged, solve3, solve_grid, solve_grid_linear)
+from .equations import IsotropicSystem, KernelSystem, system_for
+from .numerics import (TOL, continue_point, errors, kernel_errors, kernel_point, lam_floor, newton_grid,
+                       newton_point, physical, raise_unconverged, solve3, solve_grid, solve_grid_linear)
 
 _SCALAR_MAX = 16  # up to this many points, solve point by point on Python floats (less overhead)
 # n/d and p/d beyond this: the start ridge of the continuation (~psi^2) leaves double range,
@@ -154,7 +154,8 @@ def rf_dsm(*, psi_n, psi_p, m, t, lam, activation="relu", tau=None, dps=None,
     if tau is not None and dps is not None:
         raise ParameterError("dps", "None when tau is given (the gradient-flow solve is double precision)", dps)
     check_range("psi_n", psi_n, low=0, high=PSI_MAX, low_open=True)
-    check_range("psi_p", psi_p, low=0, high=PSI_MAX, low_open=True)
+    check_range("psi_p", psi_p, low=0, high=PSI_MAX, low_open=True, allow_inf=True,
+                allowed=f"in (0, {PSI_MAX:g}] or inf (the kernel limit)")
     check_range("t", t, low=0, low_open=True)
     check_range("lam", lam, low=0)
     iota = iota_of(m)
@@ -184,20 +185,27 @@ def rf_dsm(*, psi_n, psi_p, m, t, lam, activation="relu", tau=None, dps=None,
                train=np.full(grid, np.nan, dtype=object if dps else float),
                u=[np.full(grid, np.nan, dtype=object if dps else float) for _ in range(3)],
                by=np.full(grid + (n_eig,), np.nan, dtype=object if dps else float) if system.discrete else None)
-    solve = _solve_mp_points if dps is not None else _solve_points
-    r = solve(system, args, tau_sel if tau is not None else None, on_error,
-              coeff_mp={c.t_key: c for c in co}, dps=dps, raw=(psi_n.ravel()[sel], psi_p.ravel()[sel],
-                                                             iota.ravel()[sel], t.ravel()[sel], lam.ravel()[sel]))
-    idx = np.unravel_index(sel, grid)
-    ok = ~r["failed"]
-    for key in ("test", "train"):
-        out[key][idx] = np.where(ok, r[key], np.nan) if dps is None else [v if o else np.nan for v, o in zip(r[key], ok)]
-    for i in range(3):
-        out["u"][i][idx] = r["u"][i]
-    if out["by"] is not None and r["by"] is not None:
-        out["by"][idx] = np.where(ok[:, None], r["by"], np.nan) if dps is None else r["by"]
     converged = ~failed.reshape(grid)
-    converged[idx] = ok
+    res, its = 0.0, 0
+    kern = np.isinf(args[1])
+    solve = _solve_mp_points if dps is not None else _solve_points
+    for part, fun in ((~kern, solve), (kern, _solve_kernel_points)):
+        if not part.any():
+            continue
+        r = fun(system, tuple(x[part] for x in args), tau_sel[part] if tau is not None else None, on_error,
+                coeff_mp={c.t_key: c for c in co}, dps=dps, raw=tuple(x.ravel()[sel][part] for x in (
+                    psi_n, psi_p, iota, t, lam)))
+        idx = np.unravel_index(sel[part], grid)
+        ok = ~r["failed"]
+        for key in ("test", "train"):
+            out[key][idx] = (np.where(ok, r[key], np.nan) if dps is None
+                             else [v if o else np.nan for v, o in zip(r[key], ok)])
+        for i in range(3):
+            out["u"][i][idx] = r["u"][i]
+        if out["by"] is not None and r["by"] is not None:
+            out["by"][idx] = np.where(ok[:, None], r["by"], np.nan) if dps is None else r["by"]
+        converged[idx] = ok
+        res, its = max(res, r["res"]), its + r["its"]
     if dps is not None:
         params = dict(params, **_mp_floors(system, t, dps))
     if tau is not None:
@@ -207,7 +215,63 @@ def rf_dsm(*, psi_n, psi_p, m, t, lam, activation="relu", tau=None, dps=None,
         return None if x is None else x.reshape(shape + x.shape[len(grid):])
 
     return _result(system, back(out["test"]), back(out["train"]), [back(x) for x in out["u"]], full, params,
-                   r["res"], r["its"], dps, back(out["by"]), back(converged), tau is not None)
+                   res, its, dps, back(out["by"]), back(converged), tau is not None)
+
+
+def _solve_kernel_points(system, args, tau, on_error, *, coeff_mp, dps, raw):
+    """psi_p = inf (derivation step 13), point by point: train_error = 0, and the test error of
+    the finite-m fixed point or the m = inf closed form.  A gradient flow at psi_p = inf has
+    converged at every tau > 0 for finite m (U's nonzero eigenvalues grow like psi_p); for
+    m = inf it is not derived and a finite tau is refused."""
+    psi_n, _, iota, t, _ = raw
+    n = psi_n.size
+    n_eig = len(system.eigenvalues) if system.discrete else 0
+    mp = dps is not None
+    obj = object if mp else float
+    out = dict(test=np.full(n, np.nan, dtype=obj), train=np.full(n, np.nan, dtype=obj),
+               u=[np.full(n, np.nan, dtype=obj) for _ in range(3)],
+               by=np.full((n, n_eig), np.nan, dtype=obj) if system.discrete else None)
+    failed = np.zeros(n, bool)
+    if tau is not None and np.any((iota == 0) & np.isfinite(tau)):
+        raise ParameterError("tau", "omitted or inf at psi_p = inf with m = inf (that flow is not derived)",
+                             float(tau[(iota == 0) & np.isfinite(tau)][0]))
+    worst, total = 0.0, 0
+    with mpmath.workdps((dps or 15) + 10):
+        f = mp_namespace(dps + 10) if mp else MATH
+        ksys = KernelSystem(system.with_precision(dps + 10) if mp else system)
+        tol = mpmath.mpf(10) ** (-(dps + 3)) if mp else 1e-13
+        cast = _mpf if mp else float
+        for i in range(n):
+            c = coeff_mp[float(t[i])].c
+            mu1, mus2, mue2 = (mpmath.mpf(c.mu1), mpmath.mpf(c.mu_s) ** 2, mpmath.mpf(c.mu_e) ** 2) if mp else (
+                float(c.mu1), float(c.mu_s) ** 2, float(c.mu_e) ** 2)
+            if iota[i] == 0:
+                test, per = ksys.m_inf_test(cast(t[i]), f)
+                u = (0.0, 1.0, 1.0)
+            else:
+                io = 1 / mpmath.mpf(round(1 / iota[i])) if mp else float(iota[i])
+                a = (cast(psi_n[i]), io, cast(t[i]), mu1, mus2, mue2)
+                y, r, it, ok = kernel_point(ksys, a, f, tol)
+                total += it
+                if not ok:
+                    if on_error == "nan":
+                        failed[i] = True
+                        continue
+                    raise ConvergenceError(f"rf-dsm kernel limit (psi_p = inf) did not converge at "
+                                           f"psi_n={float(psi_n[i]):g}, m={1 / float(iota[i]):g} (residual {float(r):.3g})")
+                worst = max(worst, float(r))
+                test, per = kernel_errors(ksys, y, a, f, system.discrete)
+                u = (0.0, 0.0, 1.0)
+            out["test"][i], out["train"][i] = test, 0 * test
+            for x, v in zip(out["u"], u):
+                x[i] = v
+            if per is not None and out["by"] is not None:
+                out["by"][i] = per
+    if mp:
+        with mpmath.workdps(dps):
+            rnd = np.vectorize(lambda v: +v if isinstance(v, (mpmath.mpf, mpmath.mpc)) else v, otypes=[object])
+            out = {k: (v if v is None else ([rnd(x) for x in v] if isinstance(v, list) else rnd(v))) for k, v in out.items()}
+    return out | dict(res=worst, its=total, failed=failed)
 
 
 def _divergent(psi_n, psi_p, iota, lam):
