@@ -9,6 +9,7 @@ Public entry points (imported lazily so that ``import rmtsolve`` stays fast):
 - :func:`ldm` -- linear diffusion models (conventions section 2);
 - :func:`feature_spectrum` -- spectral law of the RF-DSM feature matrix U;
 - :func:`score_error_integral` -- diffusion-time integral of the score error (KL bound);
+- :func:`optimize_rf_dsm` -- the ridge or training time minimising the RF-DSM test error;
 - :func:`coefficients` -- Gaussian-equivalence coefficients of an activation;
 - :func:`parse_spectrum`, :class:`Spectrum` -- population spectra of the data covariance;
 - :class:`MarchenkoPastur`, :class:`GeneralizedMarchenkoPastur` -- spectral laws;
@@ -31,6 +32,7 @@ _LAZY = {
     "simulate_rf_dsm": "rmtsolve.rf_dsm.sim",
     "feature_spectrum": "rmtsolve.rf_dsm.spectrum",
     "score_error_integral": "rmtsolve.rf_dsm.integral",
+    "optimize_rf_dsm": "rmtsolve.rf_dsm.optimize",
     "parse_spectrum": "rmtsolve.population",
     "Spectrum": "rmtsolve.population",
     "simulate_ldm": "rmtsolve.ldm_sim",

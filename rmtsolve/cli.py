@@ -193,6 +193,25 @@ def build_parser() -> argparse.ArgumentParser:
         q.add_argument("--quiet", action="store_true", help="no progress display")
         q.add_argument("--dps", type=_int(16), default=None, help="mpmath decimal digits")
 
+    p = sub.add_parser("optimize", help="the ridge or training time minimising the test error",
+                       description="Minimise the theory's test error over the ridge (--over lam: the "
+                                   "converged solution, lam in [1e-10, 1e4] and lam = 0) or over the "
+                                   "gradient-flow time (--over tau at the given --lam: tau in [1e-3, 1e4] "
+                                   "and tau = inf), by a log-grid scan and bounded Brent's method. Reports "
+                                   "argmin, test_error, train_error and boundary (lam -> 0, lam -> inf, "
+                                   "tau -> 0 or tau -> inf when the optimum sits at an end). Numeric flags "
+                                   "may be ranges as in sweep: the rows form the lower envelope.")
+    ssub = p.add_subparsers(dest="model", required=True, parser_class=_Parser)
+    q = ssub.add_parser("rf-dsm", help="optimise RF-DSM")
+    q.add_argument("--over", choices=["lam", "tau"], required=True, help="the parameter to optimise")
+    for name, (default, _kind) in OPTIMIZE_FLAGS.items():
+        q.add_argument("--" + name.replace("_", "-"), default=default,
+                       help=f"value or range start:stop:count[:log] (default {default})")
+    q.add_argument("--activation", default="relu", help="name or expression in x (default relu)")
+    q.add_argument("--spectrum", default="isotropic", help=_SPECTRUM_HELP)
+    q.add_argument("--json", action="store_true", help="one JSON object (a single point) or JSON lines")
+    q.add_argument("--csv", default=None, help="write CSV to FILE")
+
     p = sub.add_parser("figure", help="draw a named figure (needs the plot extra)",
                        description="Figures: rf-dsm-phase-diagram, rf-dsm-learning-curves, "
                                    "rf-dsm-training-dynamics, ldm-kl, ldm-regularisation. Needs matplotlib: "
@@ -211,6 +230,10 @@ SWEEP_FLAGS = {
             "mean_norm": ("0", "real"), "T": ("1000", "int"), "beta_min": ("1e-4", "real"),
             "beta_max": ("1e-2", "real"), "d": ("inf", "int")},
 }
+
+
+OPTIMIZE_FLAGS = {"psi_n": ("1", "real"), "psi_p": ("2", "real"), "m": ("1", "m"), "t": ("0.5", "real"),
+                  "lam": ("1e-3", "real")}
 
 
 def _emit(result: dict, as_json: bool, keys=None, dps=None):
@@ -409,6 +432,34 @@ def check_writable(path: str, flag: str) -> None:
         os.remove(path)
 
 
+def _cmd_optimize(a):
+    from . import sweep
+    from .rf_dsm import optimize_rf_dsm
+
+    ranges = {name: sweep.parse_value(name, getattr(a, name), integer=kind == "m", allow_inf=kind == "m")
+              for name, (_d, kind) in OPTIMIZE_FLAGS.items() if not (name == "lam" and a.over == "lam")}
+    outputs = ["argmin", "test_error", "train_error", "boundary", "converged"]
+    if all(len(v) == 1 for v in ranges.values()) and not a.csv:
+        r = optimize_rf_dsm(over=a.over, **{k: float(v[0]) for k, v in ranges.items()}, activation=a.activation,
+                            spectrum=a.spectrum).as_dict()
+        _emit({k: r[k] for k in ["over"] + outputs} | {"params": r["params"]}, a.json)
+        return 0
+
+    def solve(**cols):
+        r = optimize_rf_dsm(over=a.over, **cols, activation=a.activation, spectrum=a.spectrum)
+        return {k: getattr(r, k) for k in outputs}
+
+    fh, fmt = sweep.open_output(a.csv, None)
+    try:
+        sweep.run(solve, ranges, outputs, fh, fmt if not a.json else "jsonl", progress=sys.stderr.isatty(),
+                  integer_columns=["m"], constants={"over": a.over, "activation": a.activation, "spectrum": a.spectrum},
+                  block=50)
+    finally:
+        if fh is not sys.stdout:
+            fh.close()
+    return 0
+
+
 def _cmd_figure(a):
     from .figures import draw
 
@@ -420,7 +471,7 @@ def _cmd_figure(a):
 
 
 COMMANDS = {"rf-dsm": _cmd_rf_dsm, "mp": _cmd_mp, "coeffs": _cmd_coeffs, "derive": _cmd_derive,
-            "ldm": _cmd_ldm, "simulate": _cmd_simulate, "sweep": _cmd_sweep,
+            "ldm": _cmd_ldm, "simulate": _cmd_simulate, "sweep": _cmd_sweep, "optimize": _cmd_optimize,
             "figure": _cmd_figure}
 
 
