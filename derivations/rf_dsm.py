@@ -43,6 +43,13 @@ Anisotropic data x ~ N(0, Sigma) (conventions 1.5) re-derive steps 2, 3 and 6 wi
     test_error = dLtilde/dGamma, train_error = 0 (kernel interpolation: the ridge's effect
     vanishes like N lam/p); for m = inf (iota = 0), k_1 = 1 exactly, k_0 = eps K_0 with
     K_0 = psi_n (mu_e^2 + lam)/mu_s^2, and test_error = e^{-2t} E_H[ell]/D, train_error = 0.
+14. The empirical-score error D E||s_A(y) - s_emp(y)||^2/d at a fresh y, s_emp the exact score of
+    the diffused training set: its softmax weights have log-spreads of order sqrt(d), so as
+    d -> inf one training point x* carries the weight, asymptotically independent of y (their
+    overlap is O(sqrt(log n / d)) per dimension), and the error tends to
+    test_error + 2 e^{-2t} s2/D + 2 e^{-t} E[B phi(y) . x]/(sqrt(D) d), whose cross term is
+    -mu1^2 e^{-t} psi_p E_H[ell H_c h(ell)] (the deterministic equivalent of b_k = -A^{-1} c_k
+    against Cov(phi, x_k) = mu1 e^{-t} ell_k w_k/sqrt(d)).
 """
 from __future__ import annotations
 
@@ -397,7 +404,49 @@ def step13_kernel_limit(f_node, l_node, pops):
     assert sp.simplify(test_inf - rho * ell / D) == 0
     # c_tau at K = 0 (no coupling) bounds y_tau = c_tau from above: c is decreasing in K
     upper = [c[k].subs({K[0]: 0, K[1]: 0, Gam: 0}) for k in P]
-    return y, resid, loss_y, Gam, test_inf, (Mt, c, Lt, K), upper
+    # the empirical-score cross term of step 14 in the limit (finite m, and m = inf)
+    cross = -mu1**2 * sp.exp(-t) * ell * weighted_c(P, alpha, {"mean": k0, "orth": k1}) * psi_p * G / (
+        weighted_k2(P, alpha, {"mean": k0, "orth": k1}) + lam + psi_p * G * mu1**2 * sum(
+            sp.expand(alpha[k] * P[k]["v"]) * kk for k, kk in zip(P, (k0, k1))))
+    cross_lim = sp.limit(sp.together(cross.subs(sub)), eps, 0)
+    Ht0 = Ht.subs(Gam, 0)
+    assert sp.simplify(cross_lim - (-mu1**2 * sp.exp(-t) * ell * Ht0 / (1 + Mt.subs(Gam, 0)))) == 0
+    cross_inf = sp.limit(sp.together(cross.subs(sub_inf)), eps, 0)
+    assert sp.simplify(cross_inf + sp.exp(-t) * ell / sp.sqrt(D)) == 0  # the predictor -y/sqrt(D)
+    kcross = (2 * sp.exp(-t) / sp.sqrt(D) * cross_lim).subs(onK)
+    return y, resid, loss_y, Gam, test_inf, (Mt, c, Lt, K), upper, kcross
+
+
+def weighted_c(P, alpha, kk):
+    """H_c at gam = 0: sum_tau alpha_tau k_tau c_tau."""
+    return sum(sp.expand(alpha[k] * P[k]["c"]) * kk[k] for k in P)
+
+
+def weighted_k2(P, alpha, kk):
+    """The nonlinear part of a_I at gam = 0: sum_tau alpha_tau k_tau kappa_tau^2."""
+    return sum(sp.expand(alpha[k] * P[k]["kappa2"]) * kk[k] for k in P)
+
+
+def step14_empirical_score(ablocks):
+    """The d -> inf empirical-score error, per eigenvalue (see the module docstring, step 14).
+
+    Per coordinate along ell, with beta = b_k . phi(y), target z_k and an independent training
+    point x* (Var x*_k = ell): D E(s_A - s_emp)^2 = E(beta + (y_k - e^{-t} x*_k)/sqrt(D))^2, and
+    y_k = e^{-t} x_k + sqrt(D) z_k; expanding with E[x* beta] = E[x* y] = 0 gives
+    test(ell) + 2 e^{-t} E[beta x_k]/sqrt(D) + 2 e^{-2t} ell/D.  E[beta x_k] = -c_k^T Q v_k with
+    c_k = mu1 H_c w_k/sqrt(d), v_k = mu1 e^{-t} ell w_k/sqrt(d): -mu1^2 e^{-t} ell H_c psi_p h(ell).
+    """
+    Eb2, Ebz, Ebx = sp.symbols("E_beta2 E_beta_z E_beta_x")  # E[beta^2], E[beta z_k], E[beta x_k]
+    a = sp.exp(-t)
+    # the second moments of (x_k, z_k, x*_k): ell, 1, ell, all independent
+    test_ell = Eb2 + 2 * Ebz + 1
+    y_part = {"xx": rho * ell, "zz": D, "xz": 0}
+    ese = (Eb2 + (y_part["xx"] + y_part["zz"]) / D + rho * ell / D
+           + 2 * (a * Ebx + sp.sqrt(D) * Ebz) / sp.sqrt(D))
+    cross = -mu1**2 * a * ell * ablocks["H_c"] * psi_p * ablocks["h"]
+    ese_node = test_ell + 2 * a * Ebx / sp.sqrt(D) + 2 * rho * ell / D
+    assert sp.simplify(ese - ese_node) == 0
+    return sp.simplify((2 * a / sp.sqrt(D) * cross).subs(gam, 0)), 2 * rho * ell / D
 
 
 def build() -> Module:
@@ -412,7 +461,8 @@ def build() -> Module:
     step10_column_leave_one_out()
     f_node, l_node, ablocks = step11_anisotropic_system(pops_aniso, F, Lbar)
     floor = step12_floor()
-    ky, kres, kloss, Gam, ktest_inf, kshown, kupper = step13_kernel_limit(f_node, l_node, pops_aniso)
+    ky, kres, kloss, Gam, ktest_inf, kshown, kupper, kcross = step13_kernel_limit(f_node, l_node, pops_aniso)
+    ese_cross, ese_shift = step14_empirical_score(ablocks)
     u = [k0, k1, G]
     args = (k0, k1, G, psi_n, psi_p, iota, t, lam, gam, mu1, mus2, mue2)
     J = [sp.diff(f, v) for f in F for v in u]
@@ -449,8 +499,14 @@ def build() -> Module:
         Function("kernel_node_loss", kargs, (kloss,) + tuple(sp.diff(kloss, v) for v in ky)
                  + (sp.diff(kloss, Gam),) + tuple(sp.diff(e, Gam) for e in kres),
                  "Step 13, per eigenvalue: Ltilde, dLtilde/dy (2), dLtilde/dGamma, dres/dGamma (2)."),
+        Function("empirical_score_terms", nargs, (ese_cross, ese_shift),
+                 "Step 14, per eigenvalue: 2 e^{-t} E[beta x_k]/sqrt(D) and 2 e^{-2t} ell/D, the two "
+                 "terms the d -> inf empirical-score error adds to the test error."),
         Function("kernel_node_upper", (ell, psi_n, iota, t, mu1, mus2, mue2), tuple(kupper),
                  "Step 13: c_tau without coupling, the upper bounds of y_tau (Newton starts there)."),
+        Function("kernel_empirical_cross", kargs, (kcross,),
+                 "Step 14 at psi_p = inf (finite m), per eigenvalue: 2 e^{-t} E[beta x_k]/sqrt(D) "
+                 "(m = inf: -2 e^{-2t} ell/D, the predictor -y/sqrt(D))."),
         Function("kernel_m_inf_test", (ell, t), (ktest_inf,),
                  "Step 13, psi_p = inf and m = inf: the test error along ell (train error 0)."),
     ]
@@ -479,6 +535,8 @@ def build() -> Module:
         ("loss L(lam, gam)", sp.Eq(sp.Symbol("L"), El(sp.Symbol("q") - psi_p * mu1**2 * sp.Symbol("H_c")**2 * hs))),
         ("test_error_floor", sp.Eq(sp.Symbol("test_error_floor"), El(floor))),
         ("score_error", sp.Eq(sp.Symbol("score_error"), sp.Symbol("test_error") - sp.Symbol("test_error_floor"))),
+        ("empirical_score_error (d -> inf)", sp.Eq(sp.Symbol("empirical_score_error"), sp.Symbol("test_error")
+                                                    + El(ese_cross + ese_shift))),
         ("kernel limit psi_p = inf, finite m: 1/K_tau",
          sp.Eq(1 / sp.Symbol("K_tau"), El(sp.Symbol("c_tau(ell)")))),
         ("", sp.Eq(sp.Symbol("c_tau(ell)"), sp.Symbol("(iota/psi_n)(mu1^2 v_tau(ell)/(1 + Mt(ell)) + kappa_tau^2)"))),

@@ -165,6 +165,13 @@ def build_parser() -> argparse.ArgumentParser:
     sp_.add_argument("--d", type=_int(2), default=200, help="input dimension (default 200)")
     sp_.add_argument("--seeds", type=_int(1), default=3, help="independent repetitions (default 3)")
     sp_.add_argument("--seed", type=_int(0), default=0, help="base random seed (default 0)")
+    sp_.add_argument("--generate", type=_int(2), default=None, metavar="K",
+                     help="train the score on a time grid t0..T, generate K samples (reverse SDE and "
+                          "probability-flow ODE) and report memorized_fraction, generated_kl_gaussian_fit "
+                          "and score_error_integral (--t and --tau are then not used)")
+    sp_.add_argument("--t0", type=_real, default=0.01, help="with --generate: smallest time (default 0.01)")
+    sp_.add_argument("--T", type=_real, default=5.0, help="with --generate: largest time (default 5)")
+    sp_.add_argument("--steps", type=_int(2), default=60, help="with --generate: time-grid points (default 60)")
     _common(sp_, dps=False)
     sp_ = ssub.add_parser("ldm", help="simulate the linear diffusion model")
     _ldm_flags(sp_)
@@ -213,7 +220,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--csv", default=None, help="write CSV to FILE")
 
     p = sub.add_parser("figure", help="draw a named figure (needs the plot extra)",
-                       description="Figures: rf-dsm-phase-diagram, rf-dsm-learning-curves, "
+                       description="Figures: rf-dsm-phase-diagram, rf-dsm-learning-curves, rf-dsm-memorisation, "
                                    "rf-dsm-training-dynamics, ldm-kl, ldm-regularisation. Needs matplotlib: "
                                    "pip install 'rmtsolve[plot]'.")
     p.add_argument("name", help="figure name")
@@ -337,6 +344,14 @@ def _cmd_simulate(a):
 
         if a.psi_p is None:
             raise ParameterError("psi_p", "given (> 0) for a simulation", None)
+        if a.generate is not None:
+            from .rf_dsm.generate import generate_rf_dsm
+
+            g = generate_rf_dsm(psi_n=a.psi_n, psi_p=a.psi_p, m=a.m, lam=a.lam, K=a.generate,
+                                activation=a.activation, spectrum=a.spectrum, d=a.d, seeds=a.seeds, seed=a.seed,
+                                t0=a.t0, T=a.T, steps=a.steps).as_dict()
+            _emit({k: v for k, v in g.items() if k not in ("times", "score_error", "empirical_score_error")}, a.json)
+            return
         r = simulate_rf_dsm(psi_n=a.psi_n, psi_p=a.psi_p, m=a.m, t=a.t, lam=a.lam,
                             activation=a.activation, d=a.d, seeds=a.seeds, seed=a.seed, tau=a.tau,
                             spectrum=a.spectrum)
@@ -368,7 +383,8 @@ def _cmd_sweep(a):
         by_names = []
         if spec.discrete and spec.kind != "isotropic":
             by_names = [f"test_error_by_eigenvalue[{float(v)!r}]" for v in system.eigenvalues]
-        outputs = ["test_error", "train_error", "score_error", "gap", "test_error_floor"] + by_names + ["converged"]
+        outputs = ["test_error", "train_error", "score_error", "gap", "test_error_floor", "empirical_score_error"] \
+            + by_names + ["converged"]
 
         def solve(**cols):
             # on_error="nan": a failing or divergent point (lam = 0 at p = n m) is a NaN row

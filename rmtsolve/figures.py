@@ -17,8 +17,8 @@ import numpy as np
 
 from .errors import ParameterError
 
-FIGURES = ("rf-dsm-phase-diagram", "rf-dsm-learning-curves", "rf-dsm-training-dynamics", "ldm-kl",
-           "ldm-regularisation")
+FIGURES = ("rf-dsm-phase-diagram", "rf-dsm-learning-curves", "rf-dsm-training-dynamics", "rf-dsm-memorisation",
+           "ldm-kl", "ldm-regularisation")
 
 
 def _plt():
@@ -162,6 +162,56 @@ def rf_dsm_training_dynamics(out, csv_path=None, psi_p=4.0, t=0.5, lam=1e-3, d=2
            title=f"RF-DSM training dynamics, relu, $\\psi_p$={psi_p}, m=1, t={t}, λ={lam}; points: d={d}")
     ax.legend(fontsize=7, ncol=2)
     fig.savefig(out, dpi=90, bbox_inches="tight")
+    _write_csv(csv_path, cols)
+
+
+def _cached_generation(**kw) -> dict:
+    from . import __version__
+    from .rf_dsm.generate import generate_rf_dsm
+
+    key = json.dumps({"rmtsolve": __version__, "generate": True, **kw}, sort_keys=True)
+    path = _cache_dir() / ("gen_" + hashlib.sha1(key.encode()).hexdigest()[:16] + ".json")
+    if path.exists():
+        return json.loads(path.read_text())
+    g = generate_rf_dsm(**kw, theory=False)
+    data = {"sde": g.memorized_fraction["sde"], "ode": g.memorized_fraction["ode"],
+            "sde_se": g.memorized_fraction_stderr["sde"], "ode_se": g.memorized_fraction_stderr["ode"]}
+    path.write_text(json.dumps(data))
+    return data
+
+
+def rf_dsm_memorisation(out, csv_path=None, psi_n=0.05, m=50, lam=1e-4, t=0.1, d=100, K=500, seeds=3):
+    """Against psi_p at fixed psi_n: the theory's train error, gap and empirical-score error at
+    time t, and the memorised fraction of K generated samples (reverse SDE and probability-flow
+    ODE, one score trained per time on n = psi_n d points with m noise draws each)."""
+    from .rf_dsm import rf_dsm
+
+    plt = _plt()
+    grid = np.geomspace(1.0, 20.0, 120)
+    th = rf_dsm(psi_n=psi_n, psi_p=grid, m=m, t=t, lam=lam)
+    sim_pp = (1.0, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0, 20.0)
+    sims = [_cached_generation(psi_n=psi_n, psi_p=pp, m=m, lam=lam, d=d, K=K, seeds=seeds, seed=11) for pp in sim_pp]
+    fig, ax = plt.subplots(figsize=(7.5, 4.5))
+    ax.plot(grid, th.gap, "C0-", label=f"gap (theory, t={t})")
+    ax.plot(grid, th.empirical_score_error, "C1-", label=f"empirical-score error (theory, t={t})")
+    ax.plot(grid, th.train_error, "C2--", label=f"train error (theory, t={t})")
+    ax.axvline(psi_n * m, color="gray", lw=0.8, ls=":", label="p = n m")
+    ax.set(xscale="log", yscale="log", xlabel=r"$\psi_p = p/d$", ylabel="error per dimension")
+    ax2 = ax.twinx()
+    for key, mk, col in (("sde", "o", "C3"), ("ode", "s", "C4")):
+        ax2.errorbar(sim_pp, [s[key] for s in sims], yerr=[s[key + "_se"] for s in sims], fmt=mk + "-", color=col,
+                     ms=4, capsize=2, label=f"memorised fraction ({key.upper()}, d={d})")
+    ax2.set(ylabel="memorised fraction of generated samples", ylim=(-0.02, 1))
+    h1, l1 = ax.get_legend_handles_labels()
+    h2, l2 = ax2.get_legend_handles_labels()
+    ax.legend(h1 + h2, l1 + l2, fontsize=7, loc="upper right")
+    ax.set_title(f"RF-DSM memorisation: $\\psi_n$={psi_n} (n={round(psi_n * d)}), m={m}, λ={lam}, relu", fontsize=9)
+    fig.savefig(out, dpi=90, bbox_inches="tight")
+    cols = {"psi_p": list(grid) + list(sim_pp), "gap": list(th.gap) + [math.nan] * len(sim_pp),
+            "empirical_score_error": list(th.empirical_score_error) + [math.nan] * len(sim_pp),
+            "train_error": list(th.train_error) + [math.nan] * len(sim_pp),
+            "memorized_fraction_sde": [math.nan] * grid.size + [s["sde"] for s in sims],
+            "memorized_fraction_ode": [math.nan] * grid.size + [s["ode"] for s in sims]}
     _write_csv(csv_path, cols)
 
 

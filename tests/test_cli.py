@@ -22,7 +22,8 @@ def test_rf_dsm_json_keys_and_agreement_with_api():
                          "--lam", "0.01", "--activation", "tanh", "--json")
     assert code == 0, err
     data = json.loads(out)
-    assert set(data) == {"test_error", "train_error", "score_error", "gap", "test_error_floor", "params"}
+    assert set(data) == {"test_error", "train_error", "score_error", "gap", "test_error_floor",
+                         "empirical_score_error", "params"}
     api = rf_dsm(psi_n=1, psi_p=2, m=3, t=0.5, lam=0.01, activation="tanh")
     assert data["test_error"] == pytest.approx(float(api.test_error), rel=1e-14)
     assert data["score_error"] == pytest.approx(data["test_error"] - math.exp(-1), rel=1e-12)

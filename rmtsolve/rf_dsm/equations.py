@@ -60,6 +60,11 @@ class IsotropicSystem:
         """A node function at the one eigenvalue 1 (see :meth:`AnisotropicSystem.expect`)."""
         return fun(mpmath.mpf(1) if f.name == "mpmath" else 1.0, *rest, _f=f)
 
+    def empirical_cross(self, u, a, f):
+        """2 e^{-t} E[beta x_k]/sqrt(D) (derivation step 14) at the fixed point u."""
+        return _eq.empirical_score_terms(1.0 if f.name != "mpmath" else mpmath.mpf(1), *u, *a[:5], 0.0, *a[5:],
+                                         _f=f)[0]
+
     def node_floor(self, t, f):
         return [f.exp(-2 * t)]
 
@@ -176,6 +181,10 @@ class AnisotropicSystem:
     def stieltjes(self, u, a, f):
         return _eq.feature_stieltjes(*u, *a[:5], 0.0, *a[5:], _f=f)
 
+    def empirical_cross(self, u, a, f):
+        """E_H of 2 e^{-t} E[beta x_k]/sqrt(D) (derivation step 14) at the fixed point u."""
+        return self._expect(_eq.empirical_score_terms, u, a, f, (0.0,))[0]
+
     def node_floor(self, t, f):
         return [_eq.test_error_floor(x if self._mp else float(x), t, _f=f) for x in self.nodes]
 
@@ -218,10 +227,13 @@ class KernelSystem:
         self.s2 = system.s2
 
     def _expect(self, fun, args, f):
+        def rows_of(r):
+            return r if isinstance(r, tuple) else (r,)
+
         if self._mp:
-            rows = [fun(x, *args, _f=f) for x in self.nodes]
+            rows = [rows_of(fun(x, *args, _f=f)) for x in self.nodes]
             return tuple(mpmath.fsum(w * r[i] for w, r in zip(self.weights, rows)) for i in range(len(rows[0])))
-        out = fun(self.nodes, *args, _f=NUMPY)
+        out = rows_of(fun(self.nodes, *args, _f=NUMPY))
         return tuple(float(self.weights @ np.broadcast_to(x, self.nodes.shape)) for x in out)
 
     def upper(self, a, f):
@@ -236,6 +248,10 @@ class KernelSystem:
     def node_loss(self, y, a, f):
         nodes = self.nodes if self._mp else self.nodes.tolist()
         return [_eq.kernel_node_loss(x, *y, *a[:3], 0, *a[3:], _f=f) for x in nodes]
+
+    def empirical_cross(self, y, a, f):
+        """Step 14 at psi_p = inf (finite m): E_H of 2 e^{-t} E[beta x_k]/sqrt(D)."""
+        return self._expect(_eq.kernel_empirical_cross, (*y, *a[:3], 0, *a[3:]), f)[0]
 
     def m_inf_test(self, t, f):
         """(test error, per-node test errors) for m = inf: e^{-2t} ell/D is linear in ell, so the

@@ -56,25 +56,25 @@ def talbot_mp(tau, M: int):
 def solve_flow(system, tau, args, nan_policy=False):
     """Errors after gradient-flow time tau at every point of the broadcast arrays ``args``.
 
-    Returns (test_error, train_error, largest residual, failed) with arrays of the points'
-    shape; a point that does not converge raises ConvergenceError, or with ``nan_policy`` is
+    Returns (test_error, train_error, largest residual, failed, empirical-score cross term)
+    with arrays of the points' shape; a point that does not converge raises ConvergenceError, or with ``nan_policy`` is
     marked failed (NaN errors).
     """
     shape = args[0].shape
-    test, train = np.full(shape, np.nan), np.full(shape, np.nan)
+    test, train, cross = np.full(shape, np.nan), np.full(shape, np.nan), np.full(shape, np.nan)
     failed = np.zeros(shape, bool)
     worst = 0.0
     for idx in np.ndindex(shape):
         a = tuple(float(x[idx]) for x in args)
         try:
-            test[idx], train[idx], res = _flow_point(system, float(tau[idx]), a)
+            test[idx], train[idx], res, cross[idx] = _flow_point(system, float(tau[idx]), a)
         except ConvergenceError:
             if not nan_policy:
                 raise
             failed[idx] = True
             continue
         worst = max(worst, res)
-    return test, train, worst, failed
+    return test, train, worst, failed, cross
 
 
 def _flow_point(system, tau, a):
@@ -84,7 +84,7 @@ def _flow_point(system, tau, a):
         if not ok:
             raise_unconverged(a, res, a[4])
         test, train, _ = errors(system, u, a, MATH, solve3)
-        return test, train, res
+        return test, train, res, system.empirical_cross(u, a, MATH)
     return flow_errors(system, tau, a)
 
 
@@ -100,16 +100,16 @@ def flow_errors(system, tau: float, args: tuple) -> tuple[float, float, float]:
     if not _consistent(system, results, args):
         results = [_flow_errors_mp(system, tau, args, M) for M in _ORDERS]
         if not _consistent(system, results, args):
-            (te1, _, _), (te2, _, _) = results
+            (te1, *_), (te2, *_) = results
             raise ConvergenceError(
                 f"rf-dsm flow at tau={tau:g}, lam={args[4]:.3g}: the Talbot evaluation is not accurate "
                 f"here (orders {_ORDERS} give test {te1:.6g} vs {te2:.6g}); use a smaller tau or a larger lam")
-    (_, _, r1), (te, tr, r2) = results
-    return te, tr, max(r1, r2)
+    (_, _, r1, _), (te, tr, r2, cross) = results
+    return te, tr, max(r1, r2), cross
 
 
 def _consistent(system, results, args) -> bool:
-    (te1, tr1, _), (te2, tr2, _) = results
+    (te1, tr1, *_), (te2, tr2, *_) = results
     floor = float(system.floor(args[3], MATH))
     return bool(np.isfinite(te2) and np.isfinite(tr2) and abs(te1 - te2) <= _AGREE * max(1.0, abs(te2))
                 and abs(tr1 - tr2) <= _AGREE * max(1.0, abs(tr2)) and te2 >= floor * (1 - 1e-9) and tr2 >= -1e-9)
@@ -160,8 +160,8 @@ def _flow_errors(system, tau: float, args: tuple, M: int) -> tuple[float, float,
     zeta = args[4] + xi
     u, res = _node_solutions(system, zeta, args, M)
     with np.errstate(all="ignore"):
-        test, train = _assemble(system, u, zeta, w / xi, args, NUMPY)
-    return float(test.real), float(train.real), res
+        test, train, cross = _assemble(system, u, zeta, w / xi, args, NUMPY)
+    return float(test.real), float(train.real), res, float(cross.real)
 
 
 def _flow_errors_mp(system, tau: float, args: tuple, M: int) -> tuple[float, float, float]:
@@ -190,8 +190,8 @@ def _flow_errors_mp(system, tau: float, args: tuple, M: int) -> tuple[float, flo
             worst = max(worst, fn)
             for v, xv in zip(u, x):
                 v[j] = xv
-        test, train = _assemble(sys_mp, u, zeta, w / xi, a, f)
-        return float(test.real), float(train.real), float(worst)
+        test, train, cross = _assemble(sys_mp, u, zeta, w / xi, a, f)
+        return float(test.real), float(train.real), float(worst), float(cross.real)
 
 
 def _assemble(system, u, zeta, W, args, f):
@@ -213,7 +213,9 @@ def _assemble(system, u, zeta, W, args, f):
     Y[diag, diag] = y - zeta * dLl  # yhat^T R U R yhat = y - zeta yhat^T R^2 yhat
     test = 1 - 2 * np.sum(W * c) + W @ T @ W
     train = 1 - 2 * np.sum(W * y) + W @ Y @ W
-    return test, train
+    # the empirical-score cross term is linear in b: its Talbot sum (derivation step 14)
+    cross = np.sum(W * system.empirical_cross(u, a, f))
+    return test, train, cross
 
 
 def two_point(system, u, zeta, pars, coef, f):

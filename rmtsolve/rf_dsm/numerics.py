@@ -416,3 +416,9 @@ def kernel_errors(ksys, y, a, f, by_eigenvalue=False):
 
     per = [total(Lt) for Lt in ksys.node_loss(y, a, f)] if by_eigenvalue else None
     return total(L), per
+
+
+def empirical_shift(s2, t, f):
+    """2 e^{-2t} s2/D: the term the d -> inf empirical-score error adds besides the cross term
+    (linear in the eigenvalue, so taken with the exact mean s2 rather than a quadrature)."""
+    return 2 * s2 * f.exp(-2 * t) / (1 - f.exp(-2 * t))

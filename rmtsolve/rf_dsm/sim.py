@@ -29,7 +29,9 @@ class RFDSMSimulation:
 
     ``test_error_stderr`` etc. are the standard errors of the means, std / sqrt(seeds);
     ``per_seed`` holds the raw values of every seed.  ``test_error_floor`` is the floor of the
-    simulated (discretised) spectrum and score_error = test_error - test_error_floor.  For a
+    simulated (discretised) spectrum and score_error = test_error - test_error_floor.
+    ``empirical_score_error`` = D E||s_A(y) - s_emp(y)||^2/d on fresh y, with s_emp the exact
+    score of the diffused training set (:func:`empirical_score`).  For a
     spectrum with finitely many distinct eigenvalues, ``test_error_by_eigenvalue`` holds the
     test error of the coordinates along each of ``eigenvalues`` (means and standard errors).
     """
@@ -45,13 +47,15 @@ class RFDSMSimulation:
     per_seed: dict
     params: dict
     test_error_floor: float = math.nan
+    empirical_score_error: float = math.nan
+    empirical_score_error_stderr: float = math.nan
     test_error_by_eigenvalue: np.ndarray | None = None
     test_error_by_eigenvalue_stderr: np.ndarray | None = None
     eigenvalues: np.ndarray | None = None
     eigenvalue_weights: np.ndarray | None = None
 
     def as_dict(self) -> dict:
-        keys = ("test_error", "train_error", "score_error", "gap")
+        keys = ("test_error", "train_error", "score_error", "gap", "empirical_score_error")
         out = {k: getattr(self, k) for k in keys}
         out |= {k + "_stderr": getattr(self, k + "_stderr") for k in keys}
         out["test_error_floor"] = self.test_error_floor
@@ -100,12 +104,13 @@ def simulate_rf_dsm(*, psi_n: float, psi_p: float, m, t: float, lam: float, acti
     mm = int(m)
     n_test = n_test or max(4000, 2 * p)
     children = np.random.SeedSequence(seed).spawn(seeds)
-    vals = {"test_error": [], "train_error": [], "by": []}
+    vals = {"test_error": [], "train_error": [], "by": [], "empirical": []}
     sqrt_ell = np.sqrt(ell)
     for ss in children:
-        te, tr, per_coord = _one_seed(np.random.default_rng(ss), act, d, n, p, mm, t, lam, n_test, tau, sqrt_ell)
+        te, tr, per_coord, emp = _one_seed(np.random.default_rng(ss), act, d, n, p, mm, t, lam, n_test, tau, sqrt_ell)
         vals["test_error"].append(te)
         vals["train_error"].append(tr)
+        vals["empirical"].append(emp)
         if groups is not None:
             vals["by"].append(np.bincount(groups, per_coord) / np.bincount(groups))
     test = np.array(vals["test_error"])
@@ -113,7 +118,7 @@ def simulate_rf_dsm(*, psi_n: float, psi_p: float, m, t: float, lam: float, acti
     rho = math.exp(-2 * t)
     floor = float(np.mean(rho * ell / (rho * ell - math.expm1(-2 * t))))
     series = {"test_error": test, "train_error": train, "score_error": test - floor,
-              "gap": test - train}
+              "gap": test - train, "empirical_score_error": np.array(vals["empirical"])}
     mean = {k: float(v.mean()) for k, v in series.items()}
     se = {k + "_stderr": (float(v.std(ddof=1) / math.sqrt(len(v))) if len(v) > 1 else math.nan)
           for k, v in series.items()}
@@ -156,9 +161,11 @@ def _one_seed(rng, act, d, n, p, m, t, lam, n_test, tau, sqrt_ell):
     U = np.zeros((p, p))
     PZ = np.zeros((p, d))
     zz = 0.0
+    X = np.empty((n, d))  # the training inputs: the empirical score needs them
     for start in range(0, n, rows):
         k = min(rows, n - start)
         x = rng.standard_normal((k, 1, d)) * sqrt_ell
+        X[start:start + k] = x[:, 0, :]
         z = rng.standard_normal((k, m, d))
         y = (a * x + sD * z).reshape(k * m, d)
         z = z.reshape(k * m, d)
@@ -186,11 +193,27 @@ def _one_seed(rng, act, d, n, p, m, t, lam, n_test, tau, sqrt_ell):
         Bt = -np.linalg.solve(U / N + lam * np.eye(p), PZ / N)  # B^T, p x d
         # ||Phi B^T + Z||^2 from the accumulated moments (Phi is never stored).
         train = (float(np.sum(Bt * (U @ Bt))) + 2 * float(np.sum(Bt * PZ)) + zz) / (N * d)
-    acc = np.zeros(d)
-    test_rows = max(1, _CHUNK_BYTES // (8 * p))
+    acc, emp = np.zeros(d), 0.0
+    test_rows = max(1, _CHUNK_BYTES // (8 * max(p, n)))
     for start in range(0, n_test, test_rows):
         k = min(test_rows, n_test - start)
         z = rng.standard_normal((k, d))
         y = a * rng.standard_normal((k, d)) * sqrt_ell + sD * z
-        acc += np.sum((_features(act, W, y, d) @ Bt + z) ** 2, axis=0)
-    return float(acc.sum()) / (n_test * d), train, acc / n_test
+        pred = _features(act, W, y, d) @ Bt  # B phi(y) = sqrt(D) s_A(y)
+        acc += np.sum((pred + z) ** 2, axis=0)
+        emp += float(np.sum((pred - sD * empirical_score(y, X, t)) ** 2))
+    return float(acc.sum()) / (n_test * d), train, acc / n_test, emp / (n_test * d)
+
+
+def empirical_score(y, X, t):
+    """The exact score of the diffused training set at the rows of y (a softmax over training points).
+
+    The law of e^{-t} x_i + sqrt(D) z with x_i uniform over the rows of X has the score
+    -(y - e^{-t} sum_i w_i x_i)/D with w_i proportional to exp(-||y - e^{-t} x_i||^2/(2D)).
+    """
+    a, D = math.exp(-t), -math.expm1(-2 * t)
+    logw = (a * (y @ X.T) - 0.5 * a * a * np.sum(X * X, axis=1)[None, :]) / D
+    logw -= logw.max(axis=1, keepdims=True)
+    w = np.exp(logw)
+    w /= w.sum(axis=1, keepdims=True)
+    return -(y - a * (w @ X)) / D

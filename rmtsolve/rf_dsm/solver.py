@@ -24,8 +24,8 @@ from .._backend import MATH, NUMPY, check_dps, mp_namespace
 from ..errors import ConvergenceError, ParameterError, check_range
 from ..population import parse_spectrum
 from .equations import IsotropicSystem, KernelSystem, system_for
-from .numerics import (TOL, continue_point, errors, kernel_errors, kernel_point, lam_floor, newton_grid,
-                       newton_point, physical, raise_unconverged, solve3, solve_grid, solve_grid_linear)
+from .numerics import (TOL, continue_point, empirical_shift, errors, kernel_errors, kernel_point, lam_floor,
+                       newton_grid, newton_point, physical, raise_unconverged, solve3, solve_grid, solve_grid_linear)
 
 _SCALAR_MAX = 16  # up to this many points, solve point by point on Python floats (less overhead)
 # n/d and p/d beyond this: the start ridge of the continuation (~psi^2) leaves double range,
@@ -58,6 +58,11 @@ class RFDSMResult:
     converged : bool ndarray
         False where a point failed or diverged and its outputs are NaN (``on_error="nan"``);
         all True otherwise.
+    empirical_score_error : ndarray or mpf
+        D E||s_A(y) - s_emp(y)||^2/d at a fresh y, s_emp the exact score of the diffused training
+        set, in the d -> inf limit (derivation step 14): one training point carries the
+        softmax weight, asymptotically independent of y; the finite-d value approaches it with
+        corrections of order sqrt(log n / d) (the extreme-value overlap of that point with y).
     k0, k1, G : ndarray or mpf
         Order parameters in (0, 1]: k_tau = 1/(1 + delta_tau) with delta_tau the
         leave-one-out factors of the mean-row and orthogonal-row populations, and
@@ -88,9 +93,10 @@ class RFDSMResult:
     eigenvalues: np.ndarray | None = None
     eigenvalue_weights: np.ndarray | None = None
     converged: np.ndarray | bool = True
+    empirical_score_error: np.ndarray | None = None
 
     def as_dict(self) -> dict:
-        keys = ("test_error", "train_error", "score_error", "gap", "test_error_floor")
+        keys = ("test_error", "train_error", "score_error", "gap", "test_error_floor", "empirical_score_error")
         out = {k: getattr(self, k) for k in keys}
         if self.test_error_by_eigenvalue is not None:
             floors = self.params.get("_floor_by_eigenvalue")
@@ -184,7 +190,8 @@ def rf_dsm(*, psi_n, psi_p, m, t, lam, activation="relu", tau=None, dps=None,
     out = dict(test=np.full(grid, np.nan, dtype=object if dps else float),
                train=np.full(grid, np.nan, dtype=object if dps else float),
                u=[np.full(grid, np.nan, dtype=object if dps else float) for _ in range(3)],
-               by=np.full(grid + (n_eig,), np.nan, dtype=object if dps else float) if system.discrete else None)
+               by=np.full(grid + (n_eig,), np.nan, dtype=object if dps else float) if system.discrete else None,
+               cross=np.full(grid, np.nan, dtype=object if dps else float))
     converged = ~failed.reshape(grid)
     res, its = 0.0, 0
     kern = np.isinf(args[1])
@@ -202,6 +209,7 @@ def rf_dsm(*, psi_n, psi_p, m, t, lam, activation="relu", tau=None, dps=None,
                              else [v if o else np.nan for v, o in zip(r[key], ok)])
         for i in range(3):
             out["u"][i][idx] = r["u"][i]
+        out["cross"][idx] = r["cross"]
         if out["by"] is not None and r["by"] is not None:
             out["by"][idx] = np.where(ok[:, None], r["by"], np.nan) if dps is None else r["by"]
         converged[idx] = ok
@@ -214,6 +222,7 @@ def rf_dsm(*, psi_n, psi_p, m, t, lam, activation="relu", tau=None, dps=None,
     def back(x):
         return None if x is None else x.reshape(shape + x.shape[len(grid):])
 
+    params = dict(params, _cross=back(out["cross"]))
     return _result(system, back(out["test"]), back(out["train"]), [back(x) for x in out["u"]], full, params,
                    res, its, dps, back(out["by"]), back(converged), tau is not None)
 
@@ -229,7 +238,7 @@ def _solve_kernel_points(system, args, tau, on_error, *, coeff_mp, dps, raw):
     mp = dps is not None
     obj = object if mp else float
     out = dict(test=np.full(n, np.nan, dtype=obj), train=np.full(n, np.nan, dtype=obj),
-               u=[np.full(n, np.nan, dtype=obj) for _ in range(3)],
+               cross=np.full(n, np.nan, dtype=obj), u=[np.full(n, np.nan, dtype=obj) for _ in range(3)],
                by=np.full((n, n_eig), np.nan, dtype=obj) if system.discrete else None)
     failed = np.zeros(n, bool)
     if tau is not None and np.any((iota == 0) & np.isfinite(tau)):
@@ -248,6 +257,7 @@ def _solve_kernel_points(system, args, tau, on_error, *, coeff_mp, dps, raw):
             if iota[i] == 0:
                 test, per = ksys.m_inf_test(cast(t[i]), f)
                 u = (0.0, 1.0, 1.0)
+                cross = -empirical_shift(mpmath.mpf(repr(system.s2)) if mp else system.s2, cast(t[i]), f)
             else:
                 io = 1 / mpmath.mpf(round(1 / iota[i])) if mp else float(iota[i])
                 a = (cast(psi_n[i]), io, cast(t[i]), mu1, mus2, mue2)
@@ -262,7 +272,8 @@ def _solve_kernel_points(system, args, tau, on_error, *, coeff_mp, dps, raw):
                 worst = max(worst, float(r))
                 test, per = kernel_errors(ksys, y, a, f, system.discrete)
                 u = (0.0, 0.0, 1.0)
-            out["test"][i], out["train"][i] = test, 0 * test
+                cross = ksys.empirical_cross(y, a, f)
+            out["test"][i], out["train"][i], out["cross"][i] = test, 0 * test, cross
             for x, v in zip(out["u"], u):
                 x[i] = v
             if per is not None and out["by"] is not None:
@@ -306,8 +317,9 @@ def _solve_points(system, args, tau, on_error, **_):
     if tau is not None:
         from .flow import solve_flow
 
-        test, train, res, failed = solve_flow(system, tau, args, nan_policy)
-        return dict(test=test, train=train, u=[np.full(n, np.nan)] * 3, by=None, res=res, its=0, failed=failed)
+        test, train, res, failed, cross = solve_flow(system, tau, args, nan_policy)
+        return dict(test=test, train=train, u=[np.full(n, np.nan)] * 3, by=None, res=res, its=0, failed=failed,
+                    cross=cross)
     if n <= _SCALAR_MAX:
         u, by, res, its, test, train, failed = _solve_scalars(system, args, nan_policy)
     else:
@@ -330,7 +342,13 @@ def _solve_points(system, args, tau, on_error, **_):
                                             test[good], train[good], res, nan_policy)
         test[good], train[good], res = t_, tr_, r_
         failed[good] |= bad
-    return dict(test=test, train=train, u=u, by=by, res=res, its=its, failed=failed)
+    cross = np.full(n, np.nan)
+    good = np.flatnonzero(~failed)
+    if good.size:
+        with np.errstate(all="ignore"):
+            cross[good] = system.empirical_cross([np.asarray(x, dtype=float)[good] for x in u],
+                                                 tuple(x[good] for x in args), NUMPY)
+    return dict(test=test, train=train, u=u, by=by, res=res, its=its, failed=failed, cross=cross)
 
 
 def iota_of(m):
@@ -474,8 +492,21 @@ def _result(system, test, train, u, args, params, res, its, dps, by, converged, 
             fl = None
     else:
         floor, fl = params.pop("_floor"), params.pop("_node_floor")
+    cross = params.pop("_cross")
     with np.errstate(invalid="ignore"):
         score = test - floor
+        if dps is None:
+            ese = np.asarray(test, dtype=float) + np.asarray(cross, dtype=float) + empirical_shift(
+                system.s2, np.asarray(t, dtype=float), NUMPY)
+        else:
+            with mpmath.workdps(dps + 10):
+                f = mp_namespace(dps + 10)
+                ese = np.empty(np.shape(test), dtype=object)
+                for idx in np.ndindex(ese.shape):
+                    shift = empirical_shift(mpmath.mpf(repr(system.s2)), _mpf(np.asarray(t)[idx]), f)
+                    ese[idx] = test[idx] + cross[idx] + shift
+            with mpmath.workdps(dps):
+                ese = np.vectorize(lambda v: +v if isinstance(v, mpmath.mpf) else v, otypes=[object])(ese)
     if by is not None:
         params = dict(params, _floor_by_eigenvalue=_unwrap(np.asarray(fl)) if fl is not None else None)
     if isinstance(system, IsotropicSystem) or flow:
@@ -486,7 +517,8 @@ def _result(system, test, train, u, args, params, res, its, dps, by, converged, 
                        test_error_by_eigenvalue=None if by is None else _unwrap(np.asarray(by)),
                        eigenvalues=None if by is None else system.eigenvalues,
                        eigenvalue_weights=None if by is None else system.eigenvalue_weights,
-                       converged=_unwrap(np.asarray(converged, dtype=bool)))
+                       converged=_unwrap(np.asarray(converged, dtype=bool)),
+                       empirical_score_error=_unwrap(np.asarray(ese)))
 
 
 def _mpf(x) -> mpmath.mpf:
@@ -501,7 +533,7 @@ def _solve_mp_points(system, args, tau, on_error, *, coeff_mp, dps, raw):
     n = psi_n_a.size
     n_eig = len(system.eigenvalues) if system.discrete else 0
     obj = lambda: np.full(n, mpmath.nan, dtype=object)  # noqa: E731
-    out = dict(test=obj(), train=obj(), u=[obj() for _ in range(3)],
+    out = dict(test=obj(), train=obj(), u=[obj() for _ in range(3)], cross=obj(),
                by=np.full((n, n_eig), mpmath.nan, dtype=object) if system.discrete else None)
     failed = np.zeros(n, bool)
     worst, total = mpmath.mpf(0), 0
@@ -531,13 +563,14 @@ def _solve_mp_points(system, args, tau, on_error, *, coeff_mp, dps, raw):
             worst = max(worst, res)
             test, train, per = errors(sys_mp, u, a, f, solve3, system.discrete)
             out["test"][i], out["train"][i] = test, train
+            out["cross"][i] = sys_mp.empirical_cross(u, a, f)
             for x, v in zip(out["u"], u):
                 x[i] = v
             if per is not None:
                 out["by"][i] = per[0]
     with mpmath.workdps(dps):
         rnd = np.vectorize(lambda v: +v, otypes=[object])
-        for k in ("test", "train"):
+        for k in ("test", "train", "cross"):
             out[k] = rnd(out[k]) if n else out[k]
         out["u"] = [rnd(x) if n else x for x in out["u"]]
         if out["by"] is not None and out["by"].size:
