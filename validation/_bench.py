@@ -1,4 +1,5 @@
 """Shared helpers of the benchmark scripts: repeat timings and the machine description."""
+import argparse
 import os
 import platform
 import time
@@ -21,3 +22,8 @@ def machine() -> dict:
                 if line.startswith("model name")), "?")
     return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
             "numpy": np.__version__, "load_average_1min": os.getloadavg()[0]}
+
+
+def cli(doc: str) -> None:
+    """The scripts take no options; this makes ``--help`` print ``doc`` instead of running the benchmark."""
+    argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter).parse_args()

@@ -17,7 +17,7 @@ import numpy as np  # noqa: E402
 ROOT = pathlib.Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT.parent))
 sys.path.insert(0, str(ROOT))
-from _bench import best, machine  # noqa: E402
+from _bench import best, cli, machine  # noqa: E402
 from rmtsolve.ldm import ldm  # noqa: E402
 from rmtsolve.ldm_sim import simulate_ldm  # noqa: E402
 
@@ -54,4 +54,5 @@ def main():
 
 
 if __name__ == "__main__":
+    cli(__doc__)
     main()

@@ -17,7 +17,7 @@ import numpy as np
 ROOT = pathlib.Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT.parent))
 sys.path.insert(0, str(ROOT))
-from _bench import best, machine  # noqa: E402
+from _bench import best, cli, machine  # noqa: E402
 from rmtsolve import rf_dsm, simulate_rf_dsm  # noqa: E402
 
 
@@ -68,4 +68,5 @@ def main():
 
 
 if __name__ == "__main__":
+    cli(__doc__)
     main()

@@ -21,7 +21,7 @@ from scipy import optimize
 ROOT = pathlib.Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT.parent))
 sys.path.insert(0, str(ROOT))
-from _bench import best, machine  # noqa: E402
+from _bench import best, cli, machine  # noqa: E402
 from rmtsolve import feature_spectrum, rf_dsm  # noqa: E402
 from rmtsolve._backend import MATH  # noqa: E402
 from rmtsolve.population import parse_spectrum  # noqa: E402
@@ -108,4 +108,5 @@ def main():
 
 
 if __name__ == "__main__":
+    cli(__doc__)
     main()

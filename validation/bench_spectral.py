@@ -24,6 +24,9 @@ import scipy.optimize as so
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 from rmtsolve.spectral import GeneralizedMarchenkoPastur, MarchenkoPastur  # noqa: E402
 
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+from _bench import cli  # noqa: E402
+
 OUT = pathlib.Path(__file__).resolve().parent / "results" / "bench_spectral.json"
 
 
@@ -124,6 +127,7 @@ def main() -> dict:
 
 
 if __name__ == "__main__":
+    cli(__doc__)
     out = main()
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(json.dumps(out, indent=2) + "\n")

@@ -9,6 +9,7 @@ d; for N > d the excess KL per dimension is linear in d/N with a spectrum-indepe
 """
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import pathlib
@@ -123,4 +124,6 @@ def main():
 
 
 if __name__ == "__main__":
+    # no options: --help prints what the script does and writes
+    argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter).parse_args()
     main()

@@ -13,6 +13,7 @@
 """
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import pathlib
@@ -166,4 +167,6 @@ def main():
 
 
 if __name__ == "__main__":
+    # no options: --help prints what the script does and writes
+    argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter).parse_args()
     main()

@@ -12,6 +12,7 @@ there is no theory).
 """
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import pathlib
@@ -113,4 +114,6 @@ def main():
 
 
 if __name__ == "__main__":
+    # no options: --help prints what the script does and writes
+    argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter).parse_args()
     main()

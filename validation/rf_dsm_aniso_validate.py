@@ -24,7 +24,6 @@ import argparse
 import csv
 import hashlib
 import json
-import math
 import pathlib
 import sys
 import time
@@ -36,6 +35,7 @@ sys.path.insert(0, str(ROOT.parent))
 
 from rmtsolve import rf_dsm, simulate_rf_dsm  # noqa: E402
 from rmtsolve.population import parse_spectrum  # noqa: E402
+from _validate import extrapolate, pyplot  # noqa: E402
 
 RESULTS = ROOT / "results"
 CACHE = ROOT / "cache"
@@ -121,14 +121,6 @@ def simulate(pt, d, seeds):
     path.write_text(json.dumps(data))
     return data
 
-
-def extrapolate(ds, ys, ses):
-    """Weighted fit y = a + b/d; returns a and its standard error."""
-    X = np.column_stack([np.ones(len(ds)), 1.0 / np.asarray(ds, float)])
-    w = 1.0 / np.asarray(ses, float) ** 2
-    cov = np.linalg.inv(X.T @ (X * w[:, None]))
-    a, _ = cov @ (X.T @ (w * np.asarray(ys)))
-    return float(a), float(math.sqrt(cov[0, 0]))
 
 
 def theory(pt, spectrum):
@@ -247,12 +239,8 @@ def write_report(rows, dims, quick):
 
 
 def _figure(rows, dims, path):
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        print("matplotlib missing (pip install '.[plot]'): figure skipped")
+    plt = pyplot()
+    if plt is None:
         return
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
     ds = dims + [1600]
@@ -283,7 +271,7 @@ def _figure(rows, dims, path):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="a few points at d = 200 (5 % tolerance)")
+    ap.add_argument("--quick", action="store_true", help="a few points at d = 200 (5 %% tolerance)")
     a = ap.parse_args(argv)
     rows, dims = run(a.quick)
     ok = write_report(rows, dims, a.quick)

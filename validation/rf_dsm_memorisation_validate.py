@@ -42,6 +42,7 @@ sys.path.insert(0, str(ROOT.parent))
 from rmtsolve import rf_dsm, simulate_rf_dsm  # noqa: E402
 from rmtsolve.population import parse_spectrum  # noqa: E402
 from rmtsolve.rf_dsm.generate import generate_rf_dsm  # noqa: E402
+from _validate import extrapolate  # noqa: E402
 
 RESULTS, CACHE = ROOT / "results", ROOT / "cache"
 REL_TOL, N_SE = 0.01, 3.0
@@ -87,13 +88,6 @@ def ev_correction(pt, d):
     n = max(1, round(pt["psi_n"] * d))
     return -2 * emax(n) * sig / (D * math.sqrt(d))
 
-
-def extrapolate(ds, ys, ses):
-    X = np.column_stack([np.ones(len(ds)), 1.0 / np.asarray(ds, float)])
-    w = 1.0 / np.asarray(ses, float) ** 2
-    cov = np.linalg.inv(X.T @ (X * w[:, None]))
-    a, _ = cov @ (X.T @ (w * np.asarray(ys)))
-    return float(a), float(math.sqrt(cov[0, 0]))
 
 
 def part_a(quick):

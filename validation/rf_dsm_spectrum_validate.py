@@ -10,6 +10,7 @@ discretisation, and the theory on the same eigenvalues.  When p > n m the nonzer
 come from the n m x n m Gram matrix (the same nonzero spectrum; U's kernel is the atom).
 Writes validation/results/rf_dsm_spectrum.{json,md}.
 """
+import argparse
 import json
 import pathlib
 import sys
@@ -104,4 +105,6 @@ def main():
 
 
 if __name__ == "__main__":
+    # no options: --help prints what the script does and writes
+    argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter).parse_args()
     main()

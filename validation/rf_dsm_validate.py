@@ -15,7 +15,6 @@ import argparse
 import csv
 import hashlib
 import json
-import math
 import pathlib
 import sys
 import time
@@ -26,6 +25,7 @@ ROOT = pathlib.Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT.parent))
 
 from rmtsolve import rf_dsm, simulate_rf_dsm  # noqa: E402
+from _validate import extrapolate, pyplot  # noqa: E402
 
 RESULTS = ROOT / "results"
 CACHE = ROOT / "cache"
@@ -86,14 +86,6 @@ def simulate(pt, d, seeds):
     path.write_text(json.dumps(data))
     return data
 
-
-def extrapolate(ds, ys, ses):
-    """Weighted fit y = a + b/d; returns a and its standard error."""
-    X = np.column_stack([np.ones(len(ds)), 1.0 / np.asarray(ds, float)])
-    w = 1.0 / np.asarray(ses, float) ** 2
-    cov = np.linalg.inv(X.T @ (X * w[:, None]))
-    a, b = cov @ (X.T @ (w * np.asarray(ys)))
-    return float(a), float(math.sqrt(cov[0, 0]))
 
 
 def run(quick: bool):
@@ -191,12 +183,8 @@ def write_report(rows, dims, quick):
 
 
 def _figure(rows, path):
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        print("matplotlib missing (pip install '.[plot]'): figure skipped")
+    plt = pyplot()
+    if plt is None:
         return
     fig, axes = plt.subplots(1, 4, figsize=(16, 3.8), sharey=False)
     core = {1: 0.5, 2: 0.5, 5: 0.5, 20: 0.25}
@@ -226,7 +214,7 @@ def _figure(rows, path):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="a few points at d = 200 (5 % tolerance)")
+    ap.add_argument("--quick", action="store_true", help="a few points at d = 200 (5 %% tolerance)")
     a = ap.parse_args(argv)
     rows, dims = run(a.quick)
     ok = write_report(rows, dims, a.quick)
