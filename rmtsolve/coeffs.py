@@ -24,8 +24,10 @@ checked against 16 nodes, panels refined until they agree) on |x| <= 12 split at
 of sigma; the double integral splits its inner integral where v crosses a kink and grades
 the outer panels towards the kinks on the scale s. A few ms per (activation, t); results
 are cached. With ``dps`` (see the notes above the mpmath section) the computation runs in
-mpmath at ``dps + 6`` digits or more, to a relative tolerance 10^-(dps+2): ~0.5 s per t
-for the series regime, seconds for t < ln(2)/2 at dps = 30. Either path reaches its
+mpmath at ``dps + 6`` digits or more, to a relative tolerance 10^-(dps+2): for smooth
+activations by trapezoid rules on cached dyadic lattices in exact fixed-point arithmetic
+(tens of ms per activation and t at dps = 30 to 50, a few tenths of a second at 100
+digits), for kinked ones by split Gauss-Legendre rules (seconds). Either path reaches its
 tolerance or raises :class:`~rmtsolve.errors.ConvergenceError`. At very small t the
 double-precision mu_e is accurate to about 1e-16 / sqrt(t) relative (rounding of
 sigmā(u) - sigmā(v)); the mpmath path adds the digits this cancellation costs.
@@ -34,6 +36,7 @@ from __future__ import annotations
 
 import functools
 import math
+import time
 import types
 from dataclasses import dataclass
 
@@ -285,7 +288,10 @@ class _Moments:
     second: object     # E sigma^2, a scale for absolute tolerances
     c: tuple           # Hermite coefficients c_0 .. c_{K_MAX}
     c_err: tuple       # their error estimates
-    h: object          # panel length that reached the tolerance
+    h: object          # panel length (lattice step) that reached the tolerance
+    level: int = 0     # lattice paths: the step is 2^-level ...
+    L: int = 0         # ... on |x| <= L (moments and Hermite coefficients)
+    Lw: int = 0        # ... and |x| <= Lw for double integrals
 
 
 def _hermite_coeffs(x, w, s, kmax):
@@ -448,16 +454,47 @@ def _kernel_np(act: Activation, rho: float) -> float:
 
 # ---------------------------------------------------------------- mpmath
 #
-# Same scheme at wp = dps + 6 digits, tolerance 10^-(dps+2) relative. Rules are
-# checked against a coarser one and, since the integrands are analytic between the split
-# points (errors fall geometrically), the error of the finer rule is estimated as
-# diff^2 / scale. The Hermite series is used for rho <= 1/4 (fewer terms at high
-# precision); above, mu_e^2 is a double integral: a tensor trapezoid rule in (u, w),
-# exponentially accurate and nested under halving, when sigma has no kinks, else
-# composite Gauss-Legendre split at the kinks as in double precision.
+# Working precision wp = dps + 6 digits, tolerance 10^-(dps+2) relative. Every rule is
+# checked against a coarser one and, since the integrands are analytic (errors fall
+# geometrically), the error of the finer rule is estimated as diff^2 / scale.
+#
+# Smooth activations (no kinks): trapezoid rules on the dyadic lattice x = i 2^-m, whose
+# error falls like exp(-c 2^m) for an integrand analytic in a strip; the step is halved
+# until two successive lattices agree to sqrt(tol). sigma and sqrt(phi) are evaluated
+# once per lattice point and precision and cached (_Grid); all sums are exact integer
+# arithmetic on fixed-point values (Python ints holding value * 2^B; Gaussian weights
+# carry B plus twice the bits of the largest |sigma|, for activations like exp(3x)),
+# fast and free of rounding, so no cancellation can cost digits:
+#
+# - moments: sums over the lattice;
+# - Hermite coefficients for the series regime rho <= 1/2: the recurrence
+#   He_{k+1} = x He_k - k He_{k-1} run on sqrt(phi) He_k, all lattice points at once
+#   (numpy object arrays), until Parseval (E sigma^2 = sum_k c_k^2) bounds the rest of
+#   the series;
+# - the double integral for rho > 1/2: u on the lattice i h and v on the lattice
+#   j |rho| h / q (q an integer), so that the conditional mean rho u_i is a lattice point
+#   of v and the Gaussian weight of v given u depends on j - i q only: the double sum is
+#   two exact discrete convolutions (Kronecker substitution into big integers). The
+#   v-step is at most pi s / sqrt(ln(1/tol)) so that the Gaussian in w is resolved;
+# - for small s = sqrt(1 - rho^2) (t -> 0), where that v-lattice would be too fine,
+#   Gauss-Hermite in w (nodes at the working precision by Newton from numpy's, cached)
+#   with u on the lattice; the cheaper scheme is picked from the timed cost of an
+#   activation evaluation.
+# sigmā(u) - sigmā(v) = O(s) cancels -log10(s) digits, which the values carry in addition.
+#
+# Kinked activations keep composite Gauss-Legendre rules split at the kinks, as in double
+# precision, with the Hermite series for rho <= 1/4; the double integral also grades its
+# outer panels towards u = k / rho (where v crosses a kink k in the bulk of w) and moves
+# to 24 vs 48 nodes per panel when 12 vs 24 do not reach the tolerance.
 
-_RHO_SERIES_MP = 0.25
+_RHO_SERIES_MP = 0.25       # kinked activations: Hermite series for rho <= this
+_RHO_SERIES_LATTICE = 0.5   # smooth activations
 _GUARD = 6
+_EXTRA = 2                  # digits beyond wp carried by the lattice values
+_M_MAX = 10                 # finest lattice step 2^-10
+_MAX_EVALS = 250_000        # activation evaluations allowed for one double integral
+_GH_LADDER = (4, 6, 8, 12, 16, 24, 32, 48, 64)
+_LOG2_10 = math.log2(10)
 
 
 @functools.lru_cache(maxsize=64)
@@ -479,6 +516,444 @@ def _phi_mp(x):
     return mpmath.exp(-x * x / 2) / mpmath.sqrt(2 * mpmath.pi)
 
 
+# ------------------------------------------------ smooth activations: dyadic lattices
+
+def _fix(x, bits):
+    """int(x * 2^bits) (floor) for a finite mpf x."""
+    return mpmath.libmp.to_fixed(x._mpf_, bits)
+
+
+def _eval_mp(func, x):
+    value = func(x)
+    if not isinstance(value, mpmath.mpf):
+        value = mpmath.mpf(value)
+    if not mpmath.isfinite(value):
+        raise ConvergenceError(f"activation is not finite at x = {mpmath.nstr(x, 8)}")
+    return value
+
+
+def _weight_bits(B, *value_lists):
+    """Fixed-point bits for Gaussian weights multiplying products of two values held at
+    B bits: B plus twice the bits of the largest |value| (weights are tiny where an
+    activation like exp(3x) is huge, yet their product matters), plus guard bits."""
+    top = max(max(abs(v) for v in values).bit_length() for values in value_lists)
+    return B + 2 * max(0, top - B) + 16
+
+
+class _Grid:
+    """sigma(x) (fixed point, value * 2^B) and sqrt(phi(x)) (mpf) at the lattice points
+    x = i 2^-m, each computed once at ``dps`` digits; keyed by i 2^(_M_MAX - m)."""
+
+    def __init__(self, act: Activation, dps: int):
+        self.act, self.dps = act, dps
+        self.B = math.ceil(dps * _LOG2_10) + 24
+        self.sig, self.sqphi = {}, {}
+        self.seconds, self.count = 0.0, 0     # time spent evaluating, for cost estimates
+
+    def nodes(self, m: int, L: int):
+        """Indices i, sigma(i h) (fixed point) and sqrt(phi(i h)) (mpf) for |i h| <= L,
+        h = 2^-m."""
+        shift = _M_MAX - m
+        n = L << _M_MAX
+        keys = range(-n, n + 1, 1 << shift)
+        missing = [k for k in keys if k not in self.sig]
+        if missing:
+            B, func = self.B, self.act.mp_func
+            start = time.perf_counter()
+            with mpmath.workdps(self.dps):
+                norm = (2 * mpmath.pi) ** mpmath.mpf(-0.25)
+                for k in missing:
+                    x = mpmath.ldexp(k, -_M_MAX)
+                    self.sig[k] = _fix(_eval_mp(func, x), B)
+                    if k not in self.sqphi:
+                        self.sqphi[k] = self.sqphi[-k] = norm * mpmath.exp(-x * x / 4)
+            self.seconds += time.perf_counter() - start
+            self.count += len(missing)
+        return ([k >> shift for k in keys], [self.sig[k] for k in keys],
+                [self.sqphi[k] for k in keys])
+
+
+@functools.lru_cache(maxsize=32)
+def _grid(act: Activation, dps: int) -> _Grid:
+    return _Grid(act, dps)
+
+
+def _lattice_L(dps: int, rho_max: float) -> int:
+    """Half-width L with phi(L - 1)^(1 - rho_max^2) < 10^-(dps + 4): enough for the Hermite
+    coefficients c_k weighted by rho_max^k (He_k(x) rho^k grows like exp(rho^2 x^2 / 2))."""
+    return math.ceil(math.sqrt(2 * (dps + 4) * math.log(10) / (1 - rho_max ** 2))) + 1
+
+
+def _lattice_moments(grid: _Grid, m: int, L: int):
+    """(mu0, mu1, mustar^2, E sigma^2) by the trapezoid rule with step 2^-m on |x| <= L."""
+    idx, sg, sq = grid.nodes(m, L)
+    B = grid.B
+    Bw = _weight_bits(B, sg)
+    phi = [_fix(q * q, Bw) for q in sq]
+    ws = [p * s for p, s in zip(phi, sg)]
+    mu0 = mpmath.ldexp(sum(ws), -Bw - B - m)
+    mu1 = mpmath.ldexp(sum(i * w for i, w in zip(idx, ws)), -Bw - B - 2 * m)
+    second = mpmath.ldexp(sum(w * s for w, s in zip(ws, sg)), -Bw - 2 * B - m)
+    c0, c1 = _fix(mu0, B), _fix(mu1, B)
+    g = [s - c0 - (c1 * i >> m) for i, s in zip(idx, sg)]
+    mustar2 = mpmath.ldexp(sum(p * gi * gi for p, gi in zip(phi, g)), -Bw - 2 * B - m)
+    return mu0, mu1, mustar2, second
+
+
+def _tail_too_big(grid: _Grid, L: int, tol, second) -> bool:
+    """Whether phi (1 + x^2) sigma^2 at the lattice ends |x| >= L - 1 is not negligible
+    against E sigma^2 (an activation growing like exp(a x) needs a wider lattice)."""
+    idx, sg, sq = grid.nodes(1, L)
+    worst = max(q * q * (1 + mpmath.mpf(i * i) / 4) * mpmath.ldexp(s, -grid.B) ** 2
+                for i, s, q in zip(idx, sg, sq) if abs(i) >= 2 * (L - 1))
+    return worst > tol * second / 1000
+
+
+@functools.lru_cache(maxsize=64)
+def _moments_lattice_mp(act: Activation, dps: int) -> _Moments:
+    wp, tol, L0 = _mp_setup(dps)
+    L = _lattice_L(dps, _RHO_SERIES_LATTICE)
+    grid = _grid(act, wp + _EXTRA)
+    with mpmath.workdps(wp):
+        prev = _lattice_moments(grid, 1, L)
+        while _tail_too_big(grid, L, tol, prev[3]):
+            if L > 64:
+                raise ConvergenceError(f"Gaussian moments of activation {act.name!r}: the "
+                                       f"integrand does not decay by |x| = 64")
+            L, L0 = L + 4, L0 + 4
+            prev = _lattice_moments(grid, 1, L)
+        for m in range(2, _M_MAX + 1):
+            cur = _lattice_moments(grid, m, L)
+            (mu0, mu1, m2, e2), (p0, p1, pm2, pe2) = cur, prev
+            if ((mu0 - p0) ** 2 <= tol * e2 and (mu1 - p1) ** 2 <= tol * e2
+                    and (m2 - pm2) ** 2 <= tol * m2 * e2 + tol ** 2 * e2 ** 2
+                    and (e2 - pe2) ** 2 <= tol * e2 ** 2):
+                scale = mpmath.sqrt(e2) or 1
+                c_err = ((mu0 - p0) ** 2 / scale, (mu1 - p1) ** 2 / scale)
+                return _Moments(mu0, mu1, m2, e2, (mu0, mu1), c_err, mpmath.ldexp(1, -m),
+                                level=m, L=L, Lw=L0)
+            prev = cur
+    raise ConvergenceError(f"Gaussian moments of activation {act.name!r} did not converge "
+                           f"at dps={dps} (lattice step 2^-{_M_MAX}); is it smooth?")
+
+
+@functools.lru_cache(maxsize=64)
+def _series_lattice_mp(act: Activation, dps: int):
+    """Hermite coefficients (c_0 .. c_K), their error estimates, and a bound on
+    sum_{k > K} c_k^2, for rho <= _RHO_SERIES_LATTICE."""
+    mom = _moments_mp(act, dps)
+    wp, tol, _ = _mp_setup(dps)
+    rmax = _RHO_SERIES_LATTICE
+    drop = math.log2(1 / rmax)
+    kmax = math.ceil((dps + 4) * math.log(10) / math.log(1 / rmax))
+    grid = _grid(act, wp + _EXTRA)
+    if not mom.second:                  # sigma = 0 on the lattice
+        return (mom.mu0, mom.mu1), (0, 0), mom.second
+    with mpmath.workdps(wp):
+        scale = mpmath.sqrt(mom.second)
+        target = tol * mom.mustar2 / 8
+        for m in range(mom.level, _M_MAX + 1):
+            idx, sg, sq = grid.nodes(m, mom.L)
+            # a = sigma sqrt(phi) and the recurrence carry Ba = B + log2 max|sigma| bits
+            Bw = _weight_bits(grid.B, sg)
+            Ba = (grid.B + Bw) // 2
+            x = np.array(idx, dtype=object)
+            sqf = [_fix(q, Bw) for q in sq]
+            a = np.array([s * q >> (grid.B + Bw - Ba) for s, q in zip(sg, sqf)], dtype=object)
+            a_even, a_odd = a[::2], a[1::2]
+            # f = sqrt(phi) He_k(x) 2^e, x = i 2^-m: f_{k+1} = i f_k - k 4^m f_{k-1} raises e
+            # by m per step; both are shifted right now and then so that e follows
+            # Ba - log2 sqrt(k!) (f stays below 2^Ba) less 0.9 log2(1/rmax) bits per k,
+            # which rmax^k makes insignificant in the series
+            f_prev, f = np.zeros(len(idx), dtype=object), np.array(sqf, dtype=object)
+            e, inv_sqrt_fact = Bw, mpmath.mpf(1)
+            c, c_err, total = [], [], mpmath.mpf(0)
+            for k in range(kmax + 1):
+                if k:
+                    inv_sqrt_fact /= mpmath.sqrt(k)
+                    f_prev, f = f, x * f - ((k - 1) << 2 * m) * f_prev
+                    e += m
+                    want = Ba - int(math.lgamma(k + 1) / (2 * math.log(2)) + 0.9 * drop * k)
+                    if e - want >= 24:
+                        f, f_prev, e = f >> (e - want), f_prev >> (e - want), want
+                norm = mpmath.ldexp(inv_sqrt_fact, -e - Ba - m)  # h 2^(-e - Ba) / sqrt(k!)
+                even, odd = np.dot(a_even, f[::2]), np.dot(a_odd, f[1::2])
+                ck = mpmath.mpf(even + odd) * norm
+                coarse = 2 * mpmath.mpf(even) * norm
+                err = (ck - coarse) ** 2 / scale
+                if err * mpmath.mpf(rmax) ** k > tol * scale:
+                    break
+                c.append(ck)
+                c_err.append(err)
+                total += ck * ck
+                tail = abs(mom.second - total) + 4 * tol * mom.second
+                if mpmath.mpf(rmax) ** (k + 1) * tail <= target:
+                    return tuple(c), tuple(c_err), tail
+            else:
+                return tuple(c), tuple(c_err), tail
+    raise ConvergenceError(f"Hermite coefficients of activation {act.name!r} did not "
+                           f"converge at dps={dps}")
+
+
+def _pack(values, nbytes):
+    pos = b"".join((v if v > 0 else 0).to_bytes(nbytes, "little") for v in values)
+    packed = int.from_bytes(pos, "little")
+    if any(v < 0 for v in values):
+        neg = b"".join((-v if v < 0 else 0).to_bytes(nbytes, "little") for v in values)
+        packed -= int.from_bytes(neg, "little")
+    return packed
+
+
+def _convolve(a, b):
+    """Exact convolution of two lists of Python ints (Kronecker substitution: one big-integer
+    product, the slots wide enough for every sum, decoded with signed digits)."""
+    bits = (max(abs(v) for v in a).bit_length() + max(abs(v) for v in b).bit_length()
+            + min(len(a), len(b)).bit_length() + 2)
+    nbytes = (bits + 7) // 8
+    width = 8 * nbytes
+    n = len(a) + len(b) - 1
+    product = (_pack(a, nbytes) * _pack(b, nbytes)) & ((1 << (width * n)) - 1)
+    raw = product.to_bytes(nbytes * n, "little")
+    out, carry, half, full, from_bytes = [], 0, 1 << (width - 1), 1 << width, int.from_bytes
+    for pos in range(0, nbytes * n, nbytes):
+        r = from_bytes(raw[pos:pos + nbytes], "little") + carry
+        carry = r >= half
+        out.append(r - full if carry else r)
+    return out
+
+
+def _lattice_pair_sum(W, gx, gy, G, q, diff):
+    """sum_i W_i sum_k G_k F(gx_i, gy_{i q + k}), F = (a - b)^2 (``diff``) or a b, exactly.
+
+    i runs over -N..N, k over -K..K (G symmetric) and j over -J..J, J = N q + K.
+    """
+    N, K, J = len(W) // 2, len(G) // 2, len(gy) // 2
+    conv = _convolve(gy, G)                      # sum_k G_k gy_{r + k}, r = -J-K .. J+K
+    at = [conv[J + K + i * q] for i in range(-N, N + 1)]
+    wg = [w * g for w, g in zip(W, gx)]
+    cross = sum(a * b for a, b in zip(wg, at))
+    if not diff:
+        return cross
+    if q > 1:
+        up = [0] * (2 * N * q + 1)
+        up[::q] = W
+    else:
+        up = W
+    dens = _convolve(up, G)                      # sum_{i q + k = j} W_i G_k, j = -J .. J
+    return (sum(G) * sum(a * g for a, g in zip(wg, gx)) - 2 * cross
+            + sum(g * g * d for g, d in zip(gy, dens)))
+
+
+def _extra_digits(s) -> int:
+    return max(_EXTRA, math.ceil(-math.log10(float(s))))
+
+
+def _pair_lattice_mp(act, mom, rho, s, slope, diff, tol, dps, q):
+    """The double integral on the lattices u = i h, v = j |rho| h / q: (value, error).
+
+    Refined first in u only when q is even (h and q halve: the v-lattice, where nearly all
+    activation evaluations are, stays as it is), else in both (h halves).
+    """
+    grid = _grid(act, dps + _GUARD + _extra_digits(s))
+    B, func, L = grid.B, act.mp_func, mom.Lw
+    sgn = 1 if rho > 0 else -1
+    cache = {}
+    m, halvings = mom.level, 0
+    with mpmath.workdps(grid.dps):
+        arho, slope_fix = abs(rho), _fix(mpmath.mpf(slope), B)
+        for attempt in range(_M_MAX - m + 1):
+            hv = arho * mpmath.ldexp(1, -m) / q
+            K = math.ceil(L * float(s) / float(hv))
+            K += K % 2
+            idx, sg, sq = grid.nodes(m, L)
+            N = len(idx) // 2
+            J = N * q + K
+            # y_j = j |rho| 2^-m / q with q = q0 / 2^halvings: keys j 2^(2 _M_MAX - m + halvings)
+            # are proportional to y_j
+            shift = 2 * _M_MAX - m + halvings
+            if 2 * J + 1 > _MAX_EVALS:        # the earlier v-points are a subset of these
+                break
+            gx = [v - (slope_fix * i >> m) for i, v in zip(idx, sg)]
+            gy = []
+            for j in range(-J, J + 1):
+                key = j << shift
+                if key not in cache:
+                    y = sgn * j * hv
+                    cache[key] = _fix(_eval_mp(func, y) - slope * y, B)
+                gy.append(cache[key])
+            Bw = _weight_bits(B, gx, gy)
+            W = [_fix(v * v, Bw) for v in sq]
+            z = hv / s
+            c = z / mpmath.sqrt(2 * mpmath.pi)
+            half = [_fix(c * mpmath.exp(-(k * z) ** 2 / 2), Bw) for k in range(K + 1)]
+            G = half[:0:-1] + half
+            fine = _lattice_pair_sum(W, gx, gy, G, q, diff)
+            coarse = _lattice_pair_sum(W[::2], gx[::2], gy[::2], G[::2], q, diff)
+            # G on the coarse lattice is 2 G[::2]; the u-step is 2h
+            value = mpmath.ldexp(fine, -2 * Bw - 2 * B - m - diff)
+            err = (value - mpmath.ldexp(coarse, -2 * Bw - 2 * B - m + 2 - diff)) ** 2
+            if diff:
+                err = err / value if value else abs(err)
+                if err <= tol * value + tol ** 2 * mom.second:
+                    return value, err
+            else:
+                err = err / mom.second if mom.second else abs(err)
+                if err <= tol * mom.second:
+                    return value, err
+            if m == _M_MAX:
+                break
+            m += 1
+            if attempt == 0 and q % 2 == 0:
+                q, halvings = q // 2, 1         # finer u, same v-lattice
+    raise ConvergenceError(f"double Gaussian integral of activation {act.name!r} at rho="
+                           f"{mpmath.nstr(rho, 8)} did not converge at dps={dps}; "
+                           f"is the activation smooth?")
+
+
+@functools.lru_cache(maxsize=64)
+def _gauss_hermite(n: int, dps: int):
+    """Nodes and weights of the n-point Gauss rule for E f(w), w ~ N(0, 1), at dps digits
+    (Newton on the normalised Hermite recurrence from numpy's double-precision nodes)."""
+    start = np.polynomial.hermite_e.hermegauss(n)[0]
+    with mpmath.workdps(dps + 10):
+        sq = [mpmath.sqrt(k) for k in range(n + 1)]
+        nodes, weights = [], []
+        for x0 in start[n // 2:]:                  # x >= 0; the rule is symmetric
+            x = mpmath.mpf(float(x0))
+            for _ in range(100):
+                p_prev, p = mpmath.mpf(0), mpmath.mpf(1)
+                for k in range(n):
+                    p_prev, p = p, (x * p - sq[k] * p_prev) / sq[k + 1]
+                dx = p / (sq[n] * p_prev)          # He_n' = n He_{n-1}
+                x -= dx
+                if abs(dx) <= mpmath.ldexp(abs(x) + 1, -mpmath.mp.prec + 8):
+                    break
+            else:
+                raise ConvergenceError(f"Gauss-Hermite nodes (n={n}) did not converge")
+            p_prev, p = mpmath.mpf(0), mpmath.mpf(1)
+            for k in range(n - 1):
+                p_prev, p = p, (x * p - sq[k] * p_prev) / sq[k + 1]
+            nodes.append(x)
+            weights.append(1 / (n * p * p))
+        full_x = [-v for v in reversed(nodes[n % 2:])] + nodes
+        full_w = list(reversed(weights[n % 2:])) + weights
+    with mpmath.workdps(dps):
+        return tuple(+v for v in full_x), tuple(+v for v in full_w)
+
+
+def _gh_start(s, tol):
+    """Index in _GH_LADDER of the smallest Gauss-Hermite rule expected to integrate
+    F(rho u + s w) in w to tol, for F analytic in the strip |Im| < pi/2 (as tanh): error
+    ~ (2 n s^2 / (e (pi/2)^2))^n; None if beyond the ladder. (The ladder is climbed if
+    not.)"""
+    s2, lt = float(s) ** 2, float(mpmath.log(tol)) - 5
+    for i, n in enumerate(_GH_LADDER[:-1]):
+        if n * math.log(max(8 * n * s2 / (math.e * math.pi ** 2), 1e-300)) <= lt:
+            return i
+    return None
+
+
+def _pair_gh_mp(act, mom, rho, s, slope, diff, tol, dps, first):
+    """The double integral with u on the lattice and Gauss-Hermite in w: (value, error), or
+    None if the ladder of rules is exhausted.
+
+    Accepted when two successive rules of the ladder agree to tol (in w) and the lattice
+    agrees with its even points to sqrt(tol) (in u)."""
+    grid = _grid(act, dps + _GUARD + _extra_digits(s))
+    B, func, L = grid.B, act.mp_func, mom.Lw
+
+    def total(n, xs, gx, sq, m):
+        nodes, weights = _gauss_hermite(n, grid.dps)
+        gv = [[_fix(_eval_mp(func, v) - slope * v, B) for v in (rho * x + s * w for w in nodes)]
+              for x in xs]
+        Bw = _weight_bits(B, gx, *gv)
+        wf = [_fix(w, Bw) for w in weights]
+        if diff:
+            rows = [sum(w * (g - v) ** 2 for w, v in zip(wf, row)) for g, row in zip(gx, gv)]
+        else:
+            rows = [g * sum(w * v for w, v in zip(wf, row)) for g, row in zip(gx, gv)]
+        W = [_fix(q * q, Bw) for q in sq]
+        fine = mpmath.ldexp(sum(w * r for w, r in zip(W, rows)), -2 * Bw - 2 * B - m - diff)
+        coarse = mpmath.ldexp(sum(w * r for w, r in zip(W[::2], rows[::2])),
+                              -2 * Bw - 2 * B - m + 1 - diff)
+        return fine, coarse
+
+    with mpmath.workdps(grid.dps):
+        slope_fix = _fix(mpmath.mpf(slope), B)
+        for m in range(mom.level, _M_MAX + 1):
+            idx, sg, sq = grid.nodes(m, L)
+            if len(idx) * (_GH_LADDER[first] + _GH_LADDER[first + 1]) > _MAX_EVALS:
+                break
+            xs = [mpmath.ldexp(i, -m) for i in idx]
+            gx = [v - (slope_fix * i >> m) for i, v in zip(idx, sg)]
+            prev = None
+            for n in _GH_LADDER[first:]:
+                value, coarse = total(n, xs, gx, sq, m)
+                scale = abs(value) if diff else mom.second
+                if prev is not None and abs(value - prev) <= tol * scale:
+                    break
+                prev = value
+            else:
+                break
+            err = (value - coarse) ** 2 / scale if scale else abs(value - coarse)
+            err += abs(value - prev)
+            if err <= tol * scale + tol ** 2 * mom.second:
+                return value, err
+            first = _GH_LADDER.index(n) - 1
+    return None
+
+
+def _pair_smooth_mp(act, mom, rho, s, slope, diff, tol, dps):
+    """E over correlated normals (u, v) of (g(u) - g(v))^2 / 2 (``diff``) or g(u) g(v),
+    g(x) = sigma(x) - slope x, for smooth sigma; picks the cheaper of the lattice and the
+    Gauss-Hermite scheme by the number of activation evaluations."""
+    L = mom.Lw
+    h = 2.0 ** -mom.level
+    # v-step <= cmax s: the coarse check lattice (2 h_v) resolves the Gaussian in w to
+    # about tol^0.6 (exp(-2 pi^2 s^2 / (2 h_v)^2)), the fine one to far below tol
+    cmax = 0.9 * math.pi / math.sqrt(-float(mpmath.log(tol)))
+    arho, sf = abs(float(rho)), float(s)
+    q = max(1, math.ceil(arho * h / (cmax * sf)))
+    q += q % 2 if q > 1 else 0
+    hv = arho * h / q
+    K = math.ceil(L * sf / hv)
+    N = L << mom.level
+    J = N * q + K
+    # cost in seconds: activation evaluations (timed on the moments' lattice) against the
+    # big-integer convolutions (~7e-8 s per term at 400 bits, growing like bits^1.6)
+    grid = _grid(act, dps + _GUARD + _EXTRA)
+    t_eval = grid.seconds / max(grid.count, 1)
+    t_term = 7e-8 * (grid.B / 400) ** 1.6
+    lattice = (2 * J + (2 * N if _extra_digits(s) != _EXTRA else 0)) * t_eval + 3 * J * K * t_term
+    first = _gh_start(s, tol)
+    if first is not None and 2 * N * sum(_GH_LADDER[first:first + 2]) * t_eval < lattice:
+        res = _pair_gh_mp(act, mom, rho, s, slope, diff, tol, dps, first)
+        if res is not None:
+            return res
+    if 2 * J > _MAX_EVALS:
+        raise ConvergenceError(f"double Gaussian integral of activation {act.name!r} at rho="
+                               f"{mpmath.nstr(rho, 8)} did not converge at dps={dps}")
+    return _pair_lattice_mp(act, mom, rho, s, slope, diff, tol, dps, q)
+
+
+def _reflect_lattice_mp(act, mom, tol, dps):
+    """E sigma(u) sigma(-u) on the lattice (kernel at rho = -1)."""
+    grid = _grid(act, dps + _GUARD + _EXTRA)
+    B = grid.B
+    vals = []
+    for m in (mom.level - 1, mom.level):
+        idx, sg, sq = grid.nodes(m, mom.L)
+        Bw = _weight_bits(B, sg)
+        vals.append(mpmath.ldexp(sum(_fix(q * q, Bw) * a * b for q, a, b in zip(sq, sg, sg[::-1])),
+                                 -Bw - 2 * B - m))
+    if (vals[1] - vals[0]) ** 2 > tol * mom.second ** 2:
+        raise ConvergenceError(f"kernel of activation {act.name!r} at rho=-1 did not "
+                               f"converge at dps={dps}")
+    return vals[1]
+
+
+# ------------------------------------------------ kinked activations: split Gauss-Legendre
+
 def _rule_mp(breaks, level):
     xs, ws = [], []
     for a, b in zip(breaks[:-1], breaks[1:]):
@@ -496,8 +971,34 @@ def _breaks_mp(lo, hi, h, points=()):
     return sorted(set(grid) | {p for p in points if lo < p < hi})
 
 
-@functools.lru_cache(maxsize=64)
 def _moments_mp(act: Activation, dps: int) -> _Moments:
+    """Gaussian moments at dps digits: lattice rules for smooth sigma, else split GL."""
+    if act.kinks:
+        return _moments_gl_mp(act, dps)
+    return _moments_lattice_mp(act, dps)
+
+
+def _clear_mp_caches() -> None:
+    """Forget every mpmath result (for timings)."""
+    for f in (_squares_mp, _squares_var_mp, _kernel_mp, _moments_gl_mp, _moments_lattice_mp,
+              _series_lattice_mp, _grid, _gauss_hermite):
+        f.cache_clear()
+
+
+def _series_mp(act: Activation, mom: _Moments, dps: int):
+    """(c_0 .. c_K, their error estimates, a bound on sum_{k > K} c_k^2)."""
+    if act.kinks:
+        return mom.c, mom.c_err, mom.mustar2
+    return _series_lattice_mp(act, dps)
+
+
+def _series_threshold(act: Activation) -> float:
+    """The Hermite series is summed for |rho| up to this."""
+    return _RHO_SERIES_MP if act.kinks else _RHO_SERIES_LATTICE
+
+
+@functools.lru_cache(maxsize=64)
+def _moments_gl_mp(act: Activation, dps: int) -> _Moments:
     wp, tol, L = _mp_setup(dps)
     kmax = math.ceil((wp + 2) * math.log(10) / math.log(1 / _RHO_SERIES_MP))
     with mpmath.workdps(wp):
@@ -535,67 +1036,36 @@ def _hermite_mp(x, ws, kmax):
     return c
 
 
-def _pair_mp(act, mom, rho, s, slope, diff, tol, L):
+def _pair_mp(act, mom, rho, s, slope, diff, tol, L, dps):
     """Mirror of :func:`_pair_np` in mpmath: (value, error estimate)."""
     if not act.kinks:
-        return _pair_trapezoid_mp(act.mp_func, rho, s, slope, diff, tol, L)
-    return _pair_gl_mp(act, mom, rho, s, slope, diff, L)
+        return _pair_smooth_mp(act, mom, rho, s, slope, diff, tol, dps)
+    if diff:
+        def accept(value, err):
+            return err <= tol * value + tol ** 2 * mom.second
+    else:
+        def accept(value, err):
+            return err <= tol * mom.second
+    return _pair_gl_mp(act, mom, rho, s, slope, diff, L, accept)
 
 
-def _pair_trapezoid_mp(sig, rho, s, slope, diff, tol, L, levels=5):
-    """Tensor trapezoid rule in (u, w) on the disc u^2 + w^2 <= L^2, steps 1/2 .. 2^-levels.
-
-    Accepted from step 1/4 on, when successive values agree to sqrt(tol): the error falls
-    like exp(-c / step) for an analytic integrand, so the finer value's relative error is
-    about the square of the relative difference.
-    """
-    n_fine = 2 ** levels
-    delta = mpmath.mpf(1) / n_fine
-    npts = L * n_fine
-    grid = {}
-
-    def point(i):
-        if i not in grid:
-            x = i * delta
-            grid[i] = (rho * x, s * x, _phi_mp(x), sig(x) - slope * x)
-        return grid[i]
-
-    total, prev = mpmath.mpf(0), None
-    for level in range(1, levels + 1):
-        step = n_fine >> level
-        for i in range(-npts, npts + 1, step):
-            ru, _, pu, gu = point(i)
-            old_row = level > 1 and i % (2 * step) == 0
-            jmax = math.isqrt(npts * npts - i * i) // step * step
-            row = 0
-            for j in range(-jmax, jmax + 1, step):
-                if old_row and j % (2 * step) == 0:
-                    continue
-                _, sw, pw, _ = point(j)
-                v = ru + sw
-                row += pw * _combine(gu, sig(v) - slope * v, diff)
-            total += pu * row
-        value = total * (delta * step) ** 2
-        if prev is not None and value:
-            rel = abs(value - prev) / abs(value)
-            if rel * rel <= tol:
-                return value, rel * rel * abs(value)
-        prev = value
-    raise ConvergenceError("double Gaussian integral (trapezoid rule) did not converge; "
-                           "is the activation smooth?")
-
-
-def _pair_gl_mp(act, mom, rho, s, slope, diff, L):
-    """Composite Gauss-Legendre in (u, w) (12 vs 24 nodes per panel) on the disc of radius L;
-    outer panels split at the kinks and graded towards them, inner panels split where
-    v = rho u + s w crosses a kink."""
+def _pair_gl_mp(act, mom, rho, s, slope, diff, L, accept=None):
+    """Composite Gauss-Legendre in (u, w) (12 vs 24 nodes per panel, then 24 vs 48 if
+    ``accept(value, err)`` rejects the first estimate) on the disc of radius L; outer panels
+    split at the kinks and graded towards them, inner panels split where v = rho u + s w
+    crosses a kink."""
     sig = act.mp_func
     kinks = act.mp_kinks()
     h = mom.h
-    outer = _breaks_mp(-L, L, h, list(kinks) + _graded(kinks, s, h, 2))
+    # F(u) = E_w f(u, rho u + s w) has kinks at the kinks k of sigma(u), features of width
+    # s at them, and features of width s/|rho| where v crosses a kink in the bulk of w
+    # (u near k/rho)
+    shadows = [k / rho for k in kinks if abs(k / rho) < L and abs(k / rho - k) > s / 1000]
+    outer = _breaks_mp(-L, L, h, list(kinks) + _graded(kinks, s, h, 2) + shadows
+                       + _graded(shadows, s / abs(rho), h, 2))
     base = _breaks_mp(-L, L, h)
     vals = []
-    for level in (3, 4):
+    for level in (3, 4, 5):
         # the fixed inner panels' nodes are shared by all u; only split panels are rebuilt
         panels = [(a, b, _rule_mp([a, b], level)) for a, b in zip(base[:-1], base[1:])]
         us, wus = _rule_mp(outer, level)
@@ -615,8 +1085,12 @@ def _pair_gl_mp(act, mom, rho, s, slope, diff, L):
                     terms.append(ww * _combine(gu, sig(v) - slope * v, diff))
             acc.append(wu * mpmath.fsum(terms))
         vals.append(mpmath.fsum(acc))
-    err = abs(vals[1] - vals[0])
-    return vals[1], err * err / abs(vals[1]) if vals[1] else err
+        if len(vals) > 1:
+            err = abs(vals[-1] - vals[-2])
+            err = err * err / abs(vals[-1]) if vals[-1] else err
+            if accept is None or accept(vals[-1], err):
+                break
+    return vals[-1], err
 
 
 def _coefficients_mp(act: Activation, t, dps: int) -> Coefficients:
@@ -671,19 +1145,20 @@ def _squares_rho_mp(act: Activation, rho, omr, t, dps: int):
         if closed is not None:
             return closed(rho, omr, _ns_mp())
         mom = _moments_mp(act, dps)
-        if rho <= _RHO_SERIES_MP:
-            terms = [rho ** k * ck ** 2 for k, ck in enumerate(mom.c) if k >= 2]
+        if rho <= _series_threshold(act):
+            c, c_err, tail = _series_mp(act, mom, dps)
+            terms = [rho ** k * ck ** 2 for k, ck in enumerate(c) if k >= 2]
             mu_s2 = mpmath.fsum(terms)
             err = mpmath.fsum(rho ** k * 2 * abs(ck) * e
-                              for k, (ck, e) in enumerate(zip(mom.c, mom.c_err)) if k >= 2)
-            err += rho ** len(mom.c) * mom.mustar2
+                              for k, (ck, e) in enumerate(zip(c, c_err)) if k >= 2)
+            err += rho ** len(c) * tail
             mu_e2 = _clip_square(mom.mustar2 - mu_s2, err + tol * mom.mustar2, "mu_e^2")
             mu_s2 = min(mu_s2, mom.mustar2)
             return mom.mu0, mom.mu1, mom.mustar2, mu_s2, mu_e2
         s = mpmath.sqrt(omr * (1 + rho))
         # sigmā(u) - sigmā(v) = O(s): carry the digits that the difference cancels
         with mpmath.workdps(wp + max(0, math.ceil(-math.log10(float(s))))):
-            mu_e2, err = _pair_mp(act, mom, rho, s, mom.mu1, True, tol, L)
+            mu_e2, err = _pair_mp(act, mom, rho, s, mom.mu1, True, tol, L, dps)
         if err > tol * mu_e2 + tol ** 2 * mom.second:
             raise ConvergenceError(f"mu_e^2 of activation {act.name!r} at t={t} did not "
                                    f"converge at dps={dps}")
@@ -702,10 +1177,13 @@ def _kernel_mp(act: Activation, rho, dps: int):
             val = closed(rho, _ns_mp())
         else:
             mom = _moments_mp(act, dps)
-            if abs(rho) <= _RHO_SERIES_MP:
-                val = mpmath.fsum(rho ** k * ck ** 2 for k, ck in enumerate(mom.c))
+            if abs(rho) <= _series_threshold(act):
+                c = _series_mp(act, mom, dps)[0]
+                val = mpmath.fsum(rho ** k * ck ** 2 for k, ck in enumerate(c))
             elif rho == 1:
                 val = mom.second
+            elif rho == -1 and not act.kinks:
+                val = _reflect_lattice_mp(act, mom, tol, dps)
             elif rho == -1:     # E sigma(u) sigma(-u)
                 brk = _breaks_mp(-L, L, mom.h, act.mp_kinks() + tuple(-k for k in act.mp_kinks()))
                 v4, val = (mpmath.fdot(w, [act.mp_func(xi) * act.mp_func(-xi) for xi in x])
@@ -715,7 +1193,7 @@ def _kernel_mp(act: Activation, rho, dps: int):
                                            f"not converge at dps={dps}")
             else:
                 s = mpmath.sqrt((1 - rho) * (1 + rho))
-                val, err = _pair_mp(act, mom, rho, s, 0, False, tol, L)
+                val, err = _pair_mp(act, mom, rho, s, 0, False, tol, L, dps)
                 if err > tol * mom.second:
                     raise ConvergenceError(f"kernel of activation {act.name!r} at rho={rho} "
                                            f"did not converge at dps={dps}")
