@@ -66,10 +66,44 @@ def test_bad_tau(tau):
     assert e.value.name == "tau"
 
 
-def test_tau_with_dps_is_refused():
+FLOW_MP = [dict(KW, psi_p=2.0, m=3, tau=1.5), dict(KW, psi_n=2.0, psi_p=3.0, m=1, lam=1e-3, tau=4.0, spectrum=[0.2, 5.0])]
+
+
+@pytest.fixture(scope="module")
+def flow_30_digits():
+    return [rf_dsm(**kw, dps=30) for kw in FLOW_MP]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("i", range(len(FLOW_MP)))
+def test_flow_at_30_digits_agrees_with_double(flow_30_digits, i):
+    mp, dbl = flow_30_digits[i], rf_dsm(**FLOW_MP[i])
+    for name in ("test_error", "train_error", "empirical_score_error"):
+        assert float(getattr(mp, name)) == pytest.approx(float(getattr(dbl, name)), rel=1e-10), name
+    assert mp.dps == 30 and bool(mp.converged)
+
+
+@pytest.mark.slow
+def test_flow_at_50_digits_agrees_with_30_digits(flow_30_digits):
+    import mpmath
+
+    hi = rf_dsm(**FLOW_MP[0], dps=50)
+    with mpmath.workdps(60):
+        for name in ("test_error", "train_error"):
+            a, b = getattr(hi, name), getattr(flow_30_digits[0], name)
+            assert abs(a - b) <= mpmath.mpf(10) ** -29 * abs(a), name
+
+
+def test_long_flow_at_high_precision_is_the_ridge_solution():
+    # tau lam = 1e3: e^{-tau lam} is far below 10^-30, so the ridge solve is exact at 30 digits
+    flow, ridge = rf_dsm(**KW, tau=1e5, dps=30), rf_dsm(**KW, dps=30)
+    assert flow.test_error == ridge.test_error and flow.train_error == ridge.train_error
+
+
+def test_high_precision_flow_on_a_continuum_law_is_refused_up_front():
     with pytest.raises(ParameterError) as e:
-        rf_dsm(**KW, tau=1.0, dps=30)
-    assert e.value.name == "dps"
+        rf_dsm(**KW, tau=1.0, dps=30, spectrum="powerlaw:0.5")
+    assert e.value.name == "dps" and "h per point" in str(e.value)
 
 
 @pytest.mark.parametrize("tau", [50.0, 1e3, 1e4, 1e6])

@@ -13,17 +13,21 @@ the errors then combine one-point terms and the derived two-point term
 """
 from __future__ import annotations
 
+import math
+
 import mpmath
 import numpy as np
 
 from .._backend import MATH, NUMPY, mp_namespace
 from .._generated import rf_dsm_flow as _eq
-from ..errors import ConvergenceError
+from ..errors import ConvergenceError, ParameterError
 from .numerics import TOL, continue_point, errors, loss_derivatives, newton_complex, raise_unconverged, solve3
 
 _ORDERS = (12, 16)  # Talbot parameters M (2M - 1 nodes): ~0.6 M digits, rounding ~ e^{2M/5}
 _AGREE = 1e-6  # the two orders must agree to this (relative)
 _MP_DPS = 40  # fallback precision where double precision loses the cancellations
+_MP_PAIR_SECONDS = 1.3e-3  # one two-point term per population node at 50 digits (the README's machine)
+_MP_MAX_SECONDS = 900
 
 
 def talbot(tau: float, M: int = _ORDERS[-1]):
@@ -165,18 +169,87 @@ def _flow_errors(system, tau: float, args: tuple, M: int) -> tuple[float, float,
 
 
 def _flow_errors_mp(system, tau: float, args: tuple, M: int) -> tuple[float, float, float]:
-    u_d, _ = _node_solutions(system, args[4] + talbot(tau, M)[0], args, M)
+    """The double-precision fallback: order M at ``_MP_DPS`` digits, as floats."""
     with mpmath.workdps(_MP_DPS):
-        f = mp_namespace(_MP_DPS)
-        sys_mp = system.with_precision(_MP_DPS)
         a = tuple(mpmath.mpf(repr(float(v))) for v in args[:4]) + (mpmath.mpf(args[4]),) + tuple(
             mpmath.mpf(v) for v in args[5:])
-        xi, w = talbot_mp(mpmath.mpf(repr(tau)), M)
+        return tuple(float(x.real) for x in _flow_terms_mp(system, mpmath.mpf(repr(tau)), a, args, M, _MP_DPS))
+
+
+def flow_errors_mp(system, tau, a: tuple, a_double: tuple, dps: int):
+    """(test_error, train_error, residual, cross term) at ``dps`` digits after flow time tau.
+
+    ``a`` are the parameters as mpmath numbers, ``a_double`` the same in double precision (for the
+    starting node solutions).  The Talbot order M is chosen so that its truncation error,
+    about 10^{-0.6 M}, is below 10^{-dps}; the working precision covers the rounding amplified by
+    the products of two weights (up to e^{4M/5}).  Two orders must agree to 10^{-dps} (relative to max(1, |value|)),
+    else ConvergenceError.
+    """
+    orders = _mp_orders(dps)
+    wp = _mp_working_dps(dps)
+    results = [_flow_terms_mp(system, tau, a, a_double, M, wp) for M in orders]
+    with mpmath.workdps(wp):
+        (te1, tr1, *_), (te2, tr2, res, cross) = results
+        te1, tr1, te2, tr2 = (x.real for x in (te1, tr1, te2, tr2))
+        tol = mpmath.mpf(10) ** (-dps)
+        floor = system.with_precision(wp).floor(a[3], mp_namespace(wp))
+        if not (abs(te1 - te2) <= tol * max(1, abs(te2)) and abs(tr1 - tr2) <= tol * max(1, abs(tr2))
+                and te2 >= floor * (1 - tol) and tr2 >= -tol):
+            raise ConvergenceError(
+                f"rf-dsm flow at tau={float(tau):g}, dps={dps}: the Talbot orders {orders} disagree "
+                f"(test {mpmath.nstr(te1, 12)} vs {mpmath.nstr(te2, 12)}); use a smaller tau or a larger lam")
+        return te2, tr2, res, cross.real
+
+
+def check_flow_mp_cost(system, dps: int) -> None:
+    """Refuse a dps gradient-flow solve that would run for more than ``_MP_MAX_SECONDS``.
+
+    Its cost is one two-point term per population node for about a quarter of the (2M - 1)^2
+    node pairs of each Talbot order: seconds for isotropic and few-atom spectra, hours for the
+    thousands of quadrature nodes of a continuum law at high precision.
+    """
+    wp = _mp_working_dps(dps)
+    with mpmath.workdps(wp):
+        nodes = len(getattr(system.with_precision(wp), "nodes", [1]))
+    seconds = _MP_PAIR_SECONDS * nodes * sum((2 * M - 1) ** 2 / 4 for M in _mp_orders(dps))
+    if seconds > _MP_MAX_SECONDS:
+        raise ParameterError(
+            "dps", f"None (double precision) with a finite tau for this spectrum: its {nodes}-node population "
+            f"law makes the {dps}-digit gradient-flow solve take about {seconds / 3600:.1f} h per point", dps)
+
+
+def _mp_orders(dps: int) -> tuple[int, int]:
+    low = int(math.ceil((dps + 2) / 0.6))
+    return low, low + 4
+
+
+def _mp_working_dps(dps: int) -> int:
+    # the double sums W^T Y W carry |W|^2 up to e^{4M/5} ~ 10^{0.35 M}
+    return dps + int(math.ceil(0.35 * _mp_orders(dps)[1])) + 10
+
+
+def flow_mp_is_ridge(tau, lam, dps: int) -> bool:
+    """e^{-tau (s + lam)} <= e^{-tau lam} is below 10^{-dps - 5}: the ridge solution is exact."""
+    return bool(tau * lam > (dps + 5) * math.log(10))
+
+
+def _flow_terms_mp(system, tau, a, a_double, M, wp):
+    """(test, train, residual, cross) of order M at wp digits (mpmath numbers).
+
+    The double node solutions start Newton in mpmath at the nodes with Im zeta <= 0; the others
+    are their conjugates (zeta_{-k} = conj(zeta_k) for a real ridge).
+    """
+    u_d, _ = _node_solutions(system, a_double[4] + talbot(float(tau), M)[0], a_double, M)
+    with mpmath.workdps(wp):
+        f = mp_namespace(wp)
+        sys_mp = system.with_precision(wp)
+        xi, w = talbot_mp(tau, M)
         zeta = a[4] + xi
-        tol = mpmath.mpf(10) ** (5 - _MP_DPS)
-        u = [np.empty(zeta.size, dtype=object) for _ in range(3)]
+        tol = mpmath.mpf(10) ** (5 - wp)
+        n = zeta.size
+        u = [np.empty(n, dtype=object) for _ in range(3)]
         worst = mpmath.mpf(0)
-        for j in range(zeta.size):  # Newton refinement of each node from its double solution
+        for j in range(M):
             x = [mpmath.mpc(v[j]) for v in u_d]
             aj = a[:4] + (zeta[j],) + a[5:]
             for _ in range(60):
@@ -186,36 +259,65 @@ def _flow_errors_mp(system, tau: float, args: tuple, M: int) -> tuple[float, flo
                     break
                 x = [v - dv for v, dv in zip(x, solve3(T[3:], T[:3]))]
             else:
-                raise ConvergenceError(f"rf-dsm flow: mpmath refinement of a Talbot node failed ({fn:.3g})")
+                raise ConvergenceError(f"rf-dsm flow: mpmath refinement of a Talbot node failed ({float(fn):.3g})")
             worst = max(worst, fn)
             for v, xv in zip(u, x):
-                v[j] = xv
+                v[j], v[n - 1 - j] = xv, mpmath.conj(xv)
         test, train, cross = _assemble(sys_mp, u, zeta, w / xi, a, f)
-        return float(test.real), float(train.real), float(worst), float(cross.real)
+        return test, train, float(worst), cross
 
 
 def _assemble(system, u, zeta, W, args, f):
     """Test and train errors from the node solutions (numpy arrays or object arrays of mpc)."""
     psi_n, psi_p, iota, t, lam, mu1, mus2, mue2 = args
     pars, coef = (psi_n, psi_p, iota, t), (mu1, mus2, mue2)
-    a = (psi_n, psi_p, iota, t, zeta, mu1, mus2, mue2)
-    L, dLl, dLg = loss_derivatives(system, u, a, f, solve3)
-    y = 1 - L  # yhat^T R yhat
+    if f.name == "mpmath":
+        # node by node: numpy object arrays mixed with mpmath scalars take mpmath's slow
+        # conversion path (it formats the whole array into an error message per operation)
+        rows = [_one_point(system, [v[k] for v in u], zeta[k], pars, coef, f) for k in range(zeta.size)]
+        y, dLl, c, cr = (np.array(col, dtype=object) for col in zip(*rows))
+        T = _two_point_mp(system, u, zeta, pars, coef, f)
+    else:
+        y, dLl, c, cr = _one_point(system, u, zeta, pars, coef, f)
+        T = two_point(system, u, zeta, pars, coef, f)
     n = zeta.size
     off = ~np.eye(n, dtype=bool)
     ia, ib = np.nonzero(off)
-    T = np.empty((n, n), dtype=zeta.dtype)
     Y = np.empty((n, n), dtype=zeta.dtype)
-    c = system.expect(_eq.node_test_cross, *u, zeta, *pars, *coef, f=f)  # c_t^T R yhat
-    T[...] = two_point(system, u, zeta, pars, coef, f)
     Y[ia, ib] = (zeta[ib] * y[ib] - zeta[ia] * y[ia]) / (zeta[ib] - zeta[ia])
     diag = np.arange(n)
     Y[diag, diag] = y - zeta * dLl  # yhat^T R U R yhat = y - zeta yhat^T R^2 yhat
     test = 1 - 2 * np.sum(W * c) + W @ T @ W
     train = 1 - 2 * np.sum(W * y) + W @ Y @ W
     # the empirical-score cross term is linear in b: its Talbot sum (derivation step 14)
-    cross = np.sum(W * system.empirical_cross(u, a, f))
+    cross = np.sum(W * cr)
     return test, train, cross
+
+
+def _one_point(system, u, zeta, pars, coef, f):
+    """yhat^T R yhat, yhat^T R^2 yhat (as dL/dlam), c_t^T R yhat and the empirical cross term."""
+    a = (*pars, zeta, *coef)
+    L, dLl, _ = loss_derivatives(system, u, a, f, solve3)
+    c = system.expect(_eq.node_test_cross, *u, zeta, *pars, *coef, f=f)
+    return 1 - L, dLl, c, system.empirical_cross(u, a, f)
+
+
+def _two_point_mp(system, u, zeta, pars, coef, f):
+    """:func:`two_point` in mpmath, pair by pair, using T_ij = T_ji and T at the conjugate pair
+    = conj(T_ij) (a real ridge): about a quarter of the n^2 pairs are evaluated."""
+    n = zeta.size
+    T = np.empty((n, n), dtype=object)
+    for i in range(n):
+        for j in range(i, n):
+            ci, cj = n - 1 - j, n - 1 - i  # the conjugate pair, ordered
+            if (ci, cj) < (i, j):
+                v = mpmath.conj(T[ci, cj])
+            else:
+                pair = (*(x[i] for x in u), zeta[i], *(x[j] for x in u), zeta[j], *pars, *coef)
+                moments = system.expect(_eq.node_moments, *pair, f=f)
+                v = system.expect(_eq.node_two_point, *moments, *pair, f=f)
+            T[i, j] = T[j, i] = v
+    return T
 
 
 def two_point(system, u, zeta, pars, coef, f):

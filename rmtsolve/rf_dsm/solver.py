@@ -24,6 +24,7 @@ from .._backend import MATH, NUMPY, check_dps, mp_namespace
 from ..errors import ConvergenceError, ParameterError, check_range
 from ..population import parse_spectrum
 from .equations import IsotropicSystem, KernelSystem, system_for
+from .flow import check_flow_mp_cost, flow_errors_mp, flow_mp_is_ridge, solve_flow
 from .numerics import (TOL, continue_point, empirical_shift, errors, kernel_errors, kernel_point, lam_floor,
                        newton_grid, newton_point, physical, raise_unconverged, solve3, solve_grid, solve_grid_linear)
 
@@ -157,8 +158,6 @@ def rf_dsm(*, psi_n, psi_p, m, t, lam, activation="relu", tau=None, dps=None,
                     allow_inf=True)
         if np.all(np.isinf(np.asarray(tau, dtype=float))):
             tau = None
-    if tau is not None and dps is not None:
-        raise ParameterError("dps", "None when tau is given (the gradient-flow solve is double precision)", dps)
     check_range("psi_n", psi_n, low=0, high=PSI_MAX, low_open=True)
     check_range("psi_p", psi_p, low=0, high=PSI_MAX, low_open=True, allow_inf=True,
                 allowed=f"in (0, {PSI_MAX:g}] or inf (the kernel limit)")
@@ -173,6 +172,8 @@ def rf_dsm(*, psi_n, psi_p, m, t, lam, activation="relu", tau=None, dps=None,
                              [np.shape(a) for a in (psi_n, psi_p, m, t, lam, tau)]) from None
     shape = psi_n.shape
     system = system_for(spec)
+    if dps is not None and tau is not None and not np.all(np.isinf(tau_b) | np.isinf(psi_p)):
+        check_flow_mp_cost(system, dps)
     co, coef = coefficient_arrays(activation, t, spec.s2, dps)
     mu1, mus2, mue2 = coef
     params = dict(psi_n=psi_n, psi_p=psi_p, m=m_b, t=t, lam=lam,
@@ -315,8 +316,6 @@ def _solve_points(system, args, tau, on_error, **_):
     failed = np.zeros(n, bool)
     nan_policy = on_error == "nan"
     if tau is not None:
-        from .flow import solve_flow
-
         test, train, res, failed, cross = solve_flow(system, tau, args, nan_policy)
         return dict(test=test, train=train, u=[np.full(n, np.nan)] * 3, by=None, res=res, its=0, failed=failed,
                     cross=cross)
@@ -549,6 +548,18 @@ def _solve_mp_points(system, args, tau, on_error, *, coeff_mp, dps, raw):
             a = (_mpf(psi_n_a[i]), _mpf(psi_p_a[i]), iota, _mpf(t_a[i]), lam, mu1, mus2, mue2)
             a_double = tuple(float(x) for x in a[:4]) + (max(float(lam), 1e-15 * float(1 + mu1**2)),) \
                 + tuple(float(x) for x in a[5:])
+            tau_i = None if tau is None or np.isinf(tau[i]) else _mpf(tau[i])
+            if tau_i is not None and not flow_mp_is_ridge(tau_i, lam, dps):
+                try:
+                    test, train, res, cross = flow_errors_mp(system, tau_i, a, a_double, dps)
+                except ConvergenceError:
+                    if on_error == "nan":
+                        failed[i] = True
+                        continue
+                    raise
+                worst = max(worst, res)
+                out["test"][i], out["train"][i], out["cross"][i] = test, train, cross
+                continue
             u, _, its, ok = continue_point(system, a_double, MATH, TOL)
             if ok:
                 u, res, its2, ok = _descend_mp(sys_mp, [mpmath.mpf(x) for x in u], a, a_double[4], f, tol)
