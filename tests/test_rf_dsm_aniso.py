@@ -421,11 +421,19 @@ def test_kernel_limit_high_precision_flow_and_bad_input():
     assert abs(hi.test_error - rf_dsm(**kw, dps=50).test_error) < mpmath.mpf(10) ** -28
     # finite m: the flow has converged at every tau > 0 (U's nonzero eigenvalues grow like psi_p)
     assert float(rf_dsm(**kw, tau=0.5).test_error) == pytest.approx(float(lo.test_error), rel=1e-13)
-    with pytest.raises(ParameterError) as e:
-        rf_dsm(**(kw | {"m": math.inf}), tau=0.5)
-    assert e.value.name == "tau"
     with pytest.raises(ParameterError):
         feature_spectrum(1.0 + 0.1j, psi_n=1, psi_p=np.inf, m=3, t=0.5)
+
+
+@pytest.mark.parametrize("activation", ["relu", "erf"])
+def test_kernel_limit_flow_at_m_infinity_is_the_converged_limit(activation):
+    # m = inf: the limit predictor is linear (eigenvalues of U ~ mu1^2 psi_p), so the flow at a
+    # fixed tau approaches the psi_p = inf value like 1/psi_p from below
+    kw = dict(psi_n=1.0, m=math.inf, t=0.5, lam=1e-2, activation=activation)
+    lim = rf_dsm(psi_p=np.inf, **kw)
+    assert float(rf_dsm(psi_p=np.inf, tau=1.0, **kw).test_error) == float(lim.test_error)
+    dev = [float(lim.test_error) - float(rf_dsm(psi_p=pp, tau=1.0, **kw).test_error) for pp in (1e4, 1e5)]
+    assert 0 < dev[1] < dev[0] / 5 and dev[1] < 1e-4
 
 
 def test_cli_kernel_limit(capsys):

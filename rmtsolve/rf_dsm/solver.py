@@ -231,8 +231,9 @@ def rf_dsm(*, psi_n, psi_p, m, t, lam, activation="relu", tau=None, dps=None,
 def _solve_kernel_points(system, args, tau, on_error, *, coeff_mp, dps, raw):
     """psi_p = inf (derivation step 13), point by point: train_error = 0, and the test error of
     the finite-m fixed point or the m = inf closed form.  A gradient flow at psi_p = inf has
-    converged at every tau > 0 for finite m (U's nonzero eigenvalues grow like psi_p); for
-    m = inf it is not derived and a finite tau is refused."""
+    converged at every tau > 0: for finite m U's nonzero eigenvalues grow like psi_p; for m = inf
+    the limit predictor -y/sqrt(D) is linear in y, i.e. lies in the span of the features' linear
+    part, whose eigenvalues of U grow like mu1^2 psi_p (tau is therefore not used here)."""
     psi_n, _, iota, t, _ = raw
     n = psi_n.size
     n_eig = len(system.eigenvalues) if system.discrete else 0
@@ -242,9 +243,6 @@ def _solve_kernel_points(system, args, tau, on_error, *, coeff_mp, dps, raw):
                cross=np.full(n, np.nan, dtype=obj), u=[np.full(n, np.nan, dtype=obj) for _ in range(3)],
                by=np.full((n, n_eig), np.nan, dtype=obj) if system.discrete else None)
     failed = np.zeros(n, bool)
-    if tau is not None and np.any((iota == 0) & np.isfinite(tau)):
-        raise ParameterError("tau", "omitted or inf at psi_p = inf with m = inf (that flow is not derived)",
-                             float(tau[(iota == 0) & np.isfinite(tau)][0]))
     worst, total = 0.0, 0
     with mpmath.workdps((dps or 15) + 10):
         f = mp_namespace(dps + 10) if mp else MATH
