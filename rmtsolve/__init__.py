@@ -45,6 +45,10 @@ _LAZY = {
 __all__ = ["ConvergenceError", "ParameterError", "ldm", "rf_dsm", *_LAZY]
 
 
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))
+
+
 def __getattr__(name: str):
     if name in _LAZY:
         return getattr(importlib.import_module(_LAZY[name]), name)

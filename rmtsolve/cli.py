@@ -111,6 +111,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="rmtsolve",
         description="Precise high-dimensional learning curves of diffusion models "
                     "(conventions: docs/conventions.md; errors are per dimension, KLs in nats).")
+    from . import __version__
+
+    parser.add_argument("--version", action="version", version=f"rmtsolve {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     p = sub.add_parser("rf-dsm", help="asymptotic RF-DSM train/test/score errors",

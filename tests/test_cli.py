@@ -95,3 +95,20 @@ def test_derive_prints_the_system():
 def test_help_states_conventions():
     code, out, _ = run("rf-dsm", "--help")
     assert code == 0 and "e^{-2t}" in out
+
+
+def test_version_and_module_entry_point(capsys):
+    import rmtsolve
+
+    with pytest.raises(SystemExit) as e:
+        cli.main(["--version"])
+    assert e.value.code == 0 and capsys.readouterr().out.strip() == f"rmtsolve {rmtsolve.__version__}"
+    run = subprocess.run([sys.executable, "-m", "rmtsolve", "rf-dsm", "--psi-p", "2", "--json"],
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0 and json.loads(run.stdout)["params"]["psi_p"] == 2.0
+
+
+def test_lazy_names_are_listed_by_dir():
+    import rmtsolve
+
+    assert set(rmtsolve.__all__) <= set(dir(rmtsolve))
