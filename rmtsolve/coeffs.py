@@ -334,12 +334,14 @@ def _combine(gu, gv, diff):
     return gu * gv
 
 
-def _pair_np(act, mom, rho, s, slope, diff):
+def _pair_np(act, mom, rho, s, slope, diff, h=None):
     """E over correlated normals (u, v) of (g(u) - g(v))^2 / 2 (``diff``) or g(u) g(v),
-    g(x) = sigma(x) - slope x; returns (value, error estimate)."""
+    g(x) = sigma(x) - slope x, on panels of length ``h`` (default: the moments' panel);
+    returns (value, error estimate)."""
+    h = mom.h if h is None else h
     kinks = np.asarray(act.kinks, dtype=float)
-    outer = _breaks(-_L, _L, mom.h, list(act.kinks) + _graded(act.kinks, s, mom.h, 2))
-    base = _breaks(-_L, _L, mom.h)
+    outer = _breaks(-_L, _L, h, list(act.kinks) + _graded(act.kinks, s, h, 2))
+    base = _breaks(-_L, _L, h)
     vals = []
     for n in (24, 16):
         u, wu = _rule(outer, n)
@@ -417,11 +419,14 @@ def _squares_rho_np(act: Activation, rho: float, omr: float, t: float):
         raise ConvergenceError(f"t={t} is too small to compute mu_e of activation "
                                f"{act.name!r} in double precision; pass dps")
     mu1 = mom.mu1
-    mu_e2, err = _pair_np(act, mom, rho, s, mu1, True)
-    # rounding of sigmā(u) - sigmā(v) (size ~ sqrt(mu_e^2)) bounds the attainable accuracy
-    # when t is tiny: relative ~ eps / sqrt(mu_e^2)
-    rounding = 16 * _EPS * math.sqrt((mom.second + mu1 * mu1) * mu_e2)
-    if err > _RTOL * mu_e2 + rounding + 1e-28 * mom.second:
+    for h in (mom.h, mom.h / 2, mom.h / 4):  # the panels that sufficed for the moments, then finer
+        mu_e2, err = _pair_np(act, mom, rho, s, mu1, True, h)
+        # rounding of sigmā(u) - sigmā(v) (size ~ sqrt(mu_e^2)) bounds the attainable accuracy
+        # when t is tiny: relative ~ eps / sqrt(mu_e^2)
+        rounding = 16 * _EPS * math.sqrt((mom.second + mu1 * mu1) * mu_e2)
+        if err <= _RTOL * mu_e2 + rounding + 1e-28 * mom.second:
+            break
+    else:
         raise ConvergenceError(f"mu_e^2 of activation {act.name!r} at t={t} did not converge")
     mu_s2 = _clip_square(mom.mustar2 - mu_e2, err, "mu_s^2")
     mu_e2 = min(mu_e2, mom.mustar2)
