@@ -227,7 +227,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "rf-dsm-training-dynamics, ldm-kl, ldm-regularisation. Needs matplotlib: "
                                    "pip install 'rmtsolve[plot]'.")
     p.add_argument("name", help="figure name")
-    p.add_argument("--out", required=True, help="output FILE.png")
+    p.add_argument("--out", required=True, help="output FILE: .png (300 dpi), .pdf or .svg")
     p.add_argument("--csv", default=None, help="also write the plotted numbers to FILE")
     return parser
 
@@ -480,12 +480,13 @@ def _cmd_optimize(a):
 
 
 def _cmd_figure(a):
-    from .figures import draw
+    from .figures import check_name, draw
 
+    check_name(a.name, a.out)
     check_writable(a.out, "--out")
     if a.csv:
         check_writable(a.csv, "--csv")
-    draw(a.name, a.out, a.csv)
+    draw(a.name, a.out, a.csv, progress=True)
     print(a.out)
 
 

@@ -109,3 +109,45 @@ def test_sweep_through_divergent_points_writes_nan_rows():
     rows = list(csv.DictReader(io.StringIO(out)))
     assert rows[0]["kl_gen_data_per_dim"] == "inf" and float(rows[0]["kl_oracle_per_dim"]) < 1e-6
     assert float(rows[1]["kl_gen_data_per_dim"]) < 1
+
+
+def test_figure_api_returns_a_figure_leaves_the_backend_and_saves_by_extension(tmp_path):
+    matplotlib = pytest.importorskip("matplotlib")
+    from rmtsolve import figures
+
+    backend = matplotlib.get_backend()
+    out_svg, out_pdf = tmp_path / "pd.svg", tmp_path / "pd.pdf"
+    fig = figures.rf_dsm_phase_diagram(out_svg, n=6)
+    figures.rf_dsm_phase_diagram(out_pdf, n=6)
+    assert type(fig).__name__ == "Figure" and matplotlib.get_backend() == backend
+    assert out_svg.read_text().lstrip().startswith("<?xml") and out_pdf.read_bytes()[:4] == b"%PDF"
+    pyplot = sys.modules.get("matplotlib.pyplot")
+    assert pyplot is None or not pyplot.get_fignums()  # nothing registered with pyplot
+    labels = [ax.get_xlabel() for ax in fig.axes] + [ax.get_ylabel() for ax in fig.axes]
+    assert all("_" not in lab or "$" in lab for lab in labels)  # mathematical notation, no code names
+
+
+def test_figure_png_is_300_dpi_and_bad_extension_exits_2(tmp_path):
+    pytest.importorskip("matplotlib")
+    from rmtsolve import figures
+
+    out = tmp_path / "x.png"
+    figures.rf_dsm_phase_diagram(out, n=6)
+    data = out.read_bytes()
+    # pHYs chunk: pixels per metre, 300 dpi = 11811 px/m
+    i = data.index(b"pHYs")
+    assert int.from_bytes(data[i + 4:i + 8], "big") == 11811
+    code, _, err = run("figure", "ldm-kl", "--out", str(tmp_path / "x.jpg"))
+    assert code == 2 and "--out" in err and len(err.strip().splitlines()) == 1
+
+
+def test_figure_progress_reports_each_simulation(monkeypatch, tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    from rmtsolve import figures
+
+    monkeypatch.setenv("RMTSOLVE_CACHE", str(tmp_path))
+    monkeypatch.setattr(figures, "_cached_simulation", lambda note, **kw: (note("psi_p=%s" % kw["psi_p"]), {
+        "test_error": 1.0, "train_error": 0.5, "test_error_stderr": 0.0, "train_error_stderr": 0.0})[1])
+    figures.rf_dsm_learning_curves(tmp_path / "lc.png", progress=True)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 15 and err[-1].startswith("rmtsolve figure rf-dsm-learning-curves: simulation 15/15")
