@@ -122,6 +122,28 @@ def sampler_step(m, w):
     return a, h, log_a, sched
 
 
+def step_difference(a, sched):
+    """delta a_t(c) = a_t(c) - a_t(0) in closed form, free of cancellation.
+
+    Traces weighted by Sigma^{-1} of v_0 or (1 - k_0)^2 are dominated by their value at c = 0
+    when Sigma has eigenvalues far below the noise scale; the excess KL compares two such
+    traces, so it is built from v_0(c) - v_0(0) and r(c) - r(0), which follow from delta a_t
+    (see :func:`variance_recursion`).  With q = lam + 1 - abar and E(c) = E0 exp(-tau abar c),
+    E0 = exp(-tau q), and the schedule identity (1 - abar) - (1 - beta)(1 - abar_prev) = beta:
+      delta a = beta [abar c (1 - E0) + q E0 expm1(-tau abar c)] / ((abar c + q) q sqrt(1 - beta)),
+    and beta abar c / ((abar c + q) q sqrt(1 - beta)) for the converged denoiser.
+    """
+    q = lam + om
+    E0 = sp.exp(-tau * q)
+    a_tau = a.subs(log_e, -tau * (abar * c + q))
+    delta = (beta * (abar * c * (1 - E0) + q * E0 * expm1(-tau * abar * c))
+             / ((abar * c + q) * q * sp.sqrt(1 - beta)))
+    assert _zero((a_tau - a_tau.subs(c, 0) - delta.rewrite(sp.exp)).subs(sched))
+    delta_conv = beta * abar * c / ((abar * c + q) * q * sp.sqrt(1 - beta))
+    assert _zero((a.subs(log_e, -sp.oo) - a.subs(log_e, -sp.oo).subs(c, 0) - delta_conv).subs(sched))
+    return delta, delta_conv
+
+
 # -- 3. the mean -----------------------------------------------------------------------------
 def mean_recursion(a, h, sched):
     """Generated mean k_t xbar with k_T = 0 and k_{t-1} = a_t k_t + h_t.
@@ -139,7 +161,10 @@ def variance_recursion():
     """v_{t-1} = a_t^2 v_t + s_t^2 with v_T = 1 (u_T ~ N(0, I)), s_t^2 = beta_t (t > 1), s_1 = 0.
 
     Log form log v_{t-1} = logaddexp(2 log a_t + log v_t, log s_t^2); checked against the
-    unrolled sum v_0 = prod a^2 + sum_{t>=2} s_t^2 prod_{u<t} a_u^2 for T = 3.
+    unrolled sum v_0 = prod a^2 + sum_{t>=2} s_t^2 prod_{u<t} a_u^2 for T = 3, which the code
+    evaluates through cumulative products P_k = prod_{u<=k} a_u^2, v_0 = P_T +
+    sum_{t>=2} s_t^2 P_{t-1} (real eigenvalues in double precision: log P_k = sum_{u<=k} 2 log a_u
+    and log v_0 by log-sum-exp; vectorised over t instead of a loop of T steps).
     """
     la, lv, ls2 = sp.symbols("log_a log_v log_s2")
     log_step = logaddexp(2 * la + lv, ls2)
@@ -177,6 +202,18 @@ def gaussian_kl():
     # one direction reproduces the scalar closed form
     assert _zero(kl_matrix.subs({tr: v1 / v2, ld1: sp.log(v1), ld2: sp.log(v2),
                                  maha: (m1 - m2) ** 2 / v2}) - closed)
+    # the oracle's matrices are diagonal in one basis: with weights summing to one and
+    # x_nu = v_nu / lambda_nu, KL = (1/2) sum w phi(log x) + maha/2, phi(y) = e^y - 1 - y >= 0,
+    # evaluated from its series sum_{k>=2} y^k/k! for small |y| (tiny oracle KLs would
+    # otherwise carry the absolute round-off of the O(1) terms tr - 1 - log det)
+    y1, y2, w1 = sp.symbols("y_1 y_2 w_1")
+    phi = lambda y: sp.exp(y) - 1 - y  # noqa: E731
+    two_atoms = kl_matrix.subs({tr: w1 * sp.exp(y1) + (1 - w1) * sp.exp(y2),
+                                ld1: w1 * y1 + (1 - w1) * y2, ld2: 0})
+    assert _zero(two_atoms - (w1 * phi(y1) + (1 - w1) * phi(y2) + maha) / 2)
+    yy = sp.Symbol("y")
+    assert _zero(sp.series(phi(yy), yy, 0, 8).removeO()
+                 - sum(yy**k / sp.factorial(k) for k in range(2, 8)))
     return (tr, ld1, ld2, maha), kl_matrix
 
 
@@ -232,6 +269,12 @@ def silverstein():
     (w_nu the population weights, summing to 1).  The kernel of C' (n < d) has overlap
     tr(A P_0)/d = lim_{z->0} -z tr(A Qbar)/d = sum w A / (1 + lam mt0), where mt0 > 0 solves
     gamma sum w lam mt0/(1 + lam mt0) = 1 (z -> 0 in mt times Silverstein's equation).
+    Solved in s = 1/mt0 with R = s/(s + lam) = 1/(1 + lam mt0): sum w R = (gamma - 1)/gamma, or
+    equivalently sum w (1 - R) = 1/gamma; sum w R increases from 0 to 1 with s, and
+    s/(s + lam_min) >= sum w R >= s/(s + sum w lam) (convexity in lam) bracket the root in
+    [(gamma - 1) lam_min, (gamma - 1) sum w lam].  Near the hard edge (gamma -> 1+) s -> 0 and
+    mt0 -> inf, where Newton in mt loses all digits to round-off; in s the equation stays
+    well conditioned.
     For f analytic around the non-zero spectrum, with Gamma+ the upper half of a closed
     contour around it (from its right end, counter-clockwise, to its left end):
       int f dmu_A = -(1/pi) Im int_{Gamma+} f(z) m_A(z) dz.
@@ -258,11 +301,32 @@ def silverstein():
     base = gm1 - zz * mt
     term = -g / (1 + lnu * mt)
     assert _zero(silv * mt - (base.subs(gm1, g - 1) + term))  # one atom of weight 1 (linear in atoms)
+    # the numeric form through R = 1/(1 + lam mt): |lam mt| spans hundreds of decades on the
+    # contour for wide spectra, and (1 + lam mt)^2 would overflow where R^2 merely underflows
+    R = recip(1 + lnu * mt)
+    term_R = (-g * R, g * lnu * R**2)
+    assert _zero(term_R[0].rewrite(sp.Pow) - term)
+    assert _zero(term_R[1].rewrite(sp.Pow) - sp.diff(term, mt))
     res_term = -A_nu / (zz * (1 + lnu * mt))
-    # kernel equation G(mt0) = gamma sum w lam mt0/(1 + lam mt0) - 1
+    # A = Sigma^{-1}: R/lam = 1/lam - mt R, so z m_{Sigma^-1} = -sum w/lam + mt sum w R; the
+    # constant is a pole of m at z = 0, outside the contour (it integrates to zero there), and
+    # is dropped: it would leave quadrature noise of order tr(Sigma^{-1})/d when Sigma has tiny
+    # eigenvalues
+    assert _zero((res_term * zz).subs(A_nu, 1 / lnu) - (-1 / lnu + mt / (1 + lnu * mt)))
+    # kernel equation gamma sum w lam mt0/(1 + lam mt0) = 1, in s = 1/mt0 (one atom of weight 1;
+    # the sums are linear in the atoms): R = s/(s + lam), 1 - R = lam/(s + lam)
+    s = sp.Symbol("s", positive=True)
+    kR, kR1 = s * recip(s + lnu), lnu * recip(s + lnu)
     kterm = lnu * mt / (1 + lnu * mt)
-    # the kernel mass of A = 1 is 1 - 1/gamma (= 1 - n/d) at the root of G
-    return mt, lnu, A_nu, zz, g, gm1, base, term, res_term, kterm
+    kR_, kR1_ = kR.rewrite(sp.Pow), kR1.rewrite(sp.Pow)
+    assert _zero((1 / (1 + lnu * mt)).subs(mt, 1 / s) - kR_)
+    assert _zero(kR_ + kR1_ - 1)
+    assert _zero((g * kterm - 1).subs(mt, 1 / s) + g * (kR_ - gm1 / g).subs(gm1, g - 1))
+    # s dR/ds = R (1 - R): the slope of both forms in log s (formed from the two outputs)
+    assert _zero(s * sp.diff(kR_, s) - kR_ * kR1_)
+    kernel = (s, (kR, kR1), kterm)
+    # the kernel mass of A = 1 is 1 - 1/gamma (= 1 - n/d) at the root
+    return mt, lnu, A_nu, zz, g, gm1, base, term_R, res_term, kernel
 
 
 # -- 7. finite-d corrections (real Gaussian data) -------------------------------------------
@@ -281,6 +345,8 @@ def fluctuation_mean():
     Per atom, u = lam mt:  h = 1 - gamma S2,  dh_A = -2 gamma (Q3_A + Q3 dm),
       dm = (d mt/de)/mt = -gamma P_A/(mt G_m),  G_m = dG/dmt,
     S2 = sum w u^2/(1+u)^2, P_A = sum w A u/(1+u)^2, Q3(_A) = sum w (A) u^2/(1+u)^3.
+    Numerically h = gamma sum w R (1 + P) - (gamma - 1) with R = 1/(1+u), P = u/(1+u): h -> 0
+    at the hard edge (gamma = 1, z -> 0), where 1 - gamma S2 would cancel all its digits.
     The kernel of C' (gamma > 1) is the pole at z = 0: its overlap mass changes by
     -(z delta_A)(0) (zero for A = 1: the kernel dimension d - n is exact).  At gamma = 1 the
     same limit is a hard-edge atom at 0 of mass (sum w A/lam)/(4 d sum w/lam).
@@ -343,7 +409,27 @@ def fluctuation_mean():
     assert _zero(edge_lim - atom.subs(inv_sums))
     u = sp.Symbol("u")
     per_atom = (u**2 / (1 + u) ** 2, u / (1 + u) ** 2, u**2 / (1 + u) ** 3)
-    return (S2, PA, Q3, Q3A, Gm_s, gam, mt), zdelta, (u, per_atom), ((SA_inv, S_inv), atom)
+    # evaluated through R = 1/(1 + u) and P = u/(1 + u) (both bounded on the contour): no power
+    # of u, which overflows when lam mt spans hundreds of decades
+    Rs, Ps = sp.symbols("R P")
+    per_atom_rp = (Ps**2, Ps * Rs, Ps**2 * Rs)
+    for f, frp in zip(per_atom, per_atom_rp):
+        assert _zero(frp.subs({Rs: 1 / (1 + u), Ps: u / (1 + u)}) - f)
+    # h = 1 - gamma S2 without cancellation: 1 - P^2 = R (1 + P) per atom, sum w = 1
+    Hs, gm1 = sp.symbols("h gamma_m1")
+    h_rp = Rs * (1 + Ps)
+    assert _zero(g * sum(w * h_rp.subs({Rs: 1 / (1 + lv * mt), Ps: lv * mt / (1 + lv * mt)})
+                         for lv, w, _ in atoms) - (g - 1) - h)
+    zdelta_h = dh_A / (2 * Hs)
+    assert _zero(zdelta_h.subs(Hs, 1 - gam * S2) - zdelta)
+    # at the kernel root (z = 0, gamma sum w R = gamma - 1) the same h is gamma sum w R P, a sum
+    # of positive terms (the form above cancels there completely when lam << 1/mt0 for all
+    # atoms that matter)
+    one_atom_h = g * h_rp - (g - 1)
+    assert _zero((one_atom_h - g * Rs * Ps).subs(g, 1 / (1 - Rs)).subs(Ps, 1 - Rs))
+    per_atom_num = (h_rp,) + per_atom_rp[1:]  # R (1 + P) in place of P^2: the sum of h
+    return (Hs, PA, Q3, Q3A, Gm_s, gam, mt), zdelta_h, (u, per_atom, (Rs, Ps), per_atom_num), \
+        ((SA_inv, S_inv), atom), (Hs, gam, gm1)
 
 
 def two_point():
@@ -359,7 +445,8 @@ def two_point():
       S_B = kap1 kap2 tr(Sigma Qbar1 B Qbar2)/n,  S = S_Sigma.
     For B = Sigma (all matrices commute with Sigma): tr(Sigma^-1 Q1 Sigma Q2)/d = T/(1 - S),
     per atom T = R1 R2/(z1 z2), S = gamma P1 P2 with R = 1/(1 + lam mt), P = lam mt R; and
-    S(z, z) = 1 - h(z).
+    S(z, z) = 1 - h(z).  Numerically the factor 1/(z1 z2) goes with dz1 dz2 (dz/z = d log z):
+    the kernel z1 z2 tr(Sigma^-1 Q1 Sigma Q2)/d stays O(1) however small the nodes are.
     """
     m1, m2, z1, z2, lv, g = sp.symbols("mt_1 mt_2 z_1 z_2 lam_nu gamma")
     kap1, kap2 = -z1 * m1, -z2 * m2  # 1 + delta = -1/(z mt)
@@ -378,27 +465,40 @@ def two_point():
     assert _zero((K * Sg.inv() * K * Sg).trace() - (2 * k0**2 + 2 * k0 * J.trace()
                                                      + (Sg.inv() * J * Sg * J).trace()))
     Tsum, Ssum = sp.symbols("T S")
-    return (m1, lv), (R1, P1), (Tsum, Ssum, z1, z2), Tsum / (z1 * z2 * (1 - Ssum))
+    two = Tsum / (z1 * z2 * (1 - Ssum))
+    # 1 - S without cancellation (S -> 1 at the hard edge): per atom 1 - P1 P2 = R1 + R2 - R1 R2,
+    # so with r_i = sum w R_i and sum w = 1: 1 - S = gamma (r1 + r2 - T) - (gamma - 1)
+    r1, r2, gm1 = sp.symbols("r_1 r_2 gamma_m1")
+    assert _zero(1 - P1 * P2 - (R1 + R2 - R1 * R2))
+    one_minus_s = g * (r1 + r2 - Tsum) - gm1
+    assert _zero((one_minus_s.subs({r1: R1, r2: R2, Tsum: R1 * R2, gm1: g - 1}))
+                 - (1 - g * P1 * P2))
+    return (m1, lv), (R1, P1), (Tsum, r1, r2, g, gm1), two, Tsum / one_minus_s
 
 
 def build() -> Module:
     m, w, q, w_stable = denoiser()
     a, h, log_a, sched = sampler_step(m, w)
+    delta_a, delta_a_conv = step_difference(a, sched)
     mean_recursion(a, h, sched)
     (la, lv, ls2, log_step), (a_, v_, s2_, var_step) = variance_recursion()
     kl_args, kl_matrix = gaussian_kl()
     maha_args, maha = mean_mismatch()
     err_args, test, train = errors()
-    mt, lnu, A_nu, zz, g, gm1, base, term, res_term, kterm = silverstein()
-    fm_args, zdelta, (u, per_atom), (edge_args, edge_atom) = fluctuation_mean()
-    (m1, lv1), (R1, P1), tp_args, tp = two_point()
+    mt, lnu, A_nu, zz, g, gm1, base, term_R, res_term, (s_k, kernel_R, kterm) = silverstein()
+    fm_args, zdelta, (u, per_atom, rp_args, per_atom_rp), (edge_args, edge_atom), h_args = \
+        fluctuation_mean()
+    (m1, lv1), (R1, P1), tp_args, tp, tp_scaled = two_point()
 
     t, T, bmin, bmax = sp.symbols("t T beta_min beta_max", positive=True)
     beta_t = bmin + (bmax - bmin) * t / T
     # complex-z variants for the contour: divisions through recip, and the converged
     # denoiser (tau = inf) with E = 0 substituted (no exponentials to evaluate)
     inv = recip(m + lam)
-    a_z = ((abar * c + (1 - beta) * omp + lam + beta * E) * inv / sp.sqrt(1 - beta)).subs(c, z)
+    # per-step real factors as reciprocals (numpy would divide a complex array by a real one
+    # as a complex division, several times slower than multiplying)
+    k_step = recip(sp.sqrt(1 - beta))
+    a_z = ((abar * c + (1 - beta) * omp + lam + beta * E) * inv * k_step).subs(c, z)
     q_z = ((abar * c + lam + om * E) * inv).subs(c, z)
     w_z = (sp.sqrt(om) * (-expm1(log_e)) * inv).subs(c, z)
     assert _zero(a_z.rewrite(sp.Pow) - a.subs(c, z))
@@ -408,47 +508,63 @@ def build() -> Module:
     a_zc, q_zc = a_z.subs(conv), q_z.subs(conv)
     w_zc = (sp.sqrt(om) * inv).subs(c, z)
     assert _zero(w_zc.rewrite(sp.Pow) - w.subs(conv).subs(c, z))
+    # with tau given, log E = -tau (m + lam) is formed inside (shared with 1/(m + lam))
+    # with tau given, E = exp(-tau (m + lam)) and expm1(log E) from one complex expm1:
+    # with e = expm1(-tau abar z) and the per-step e0 = expm1(-tau q), q = lam + 1 - abar,
+    # E = (1 + e0)(1 + e) and expm1(a + b) = e0 + e + e0 e (no cancellation)
+    q_ = lam + om
+    e_z, e_0 = expm1(-tau * abar * z), expm1(-tau * q_)
+    E_z, E1_z = (1 + e_0) * (1 + e_z), e_0 + e_z + e_0 * e_z
+    assert _zero(E_z.rewrite(sp.exp) - sp.exp(-tau * (abar * z + q_)))
+    assert _zero(E1_z.rewrite(sp.exp) - sp.exp(-tau * (abar * z + q_)) + 1)
+    k_delta = beta * k_step * recip(q_)
+    da_z = ((abar * z * (1 - sp.exp(-tau * q_)) + q_ * sp.exp(-tau * q_) * expm1(-tau * abar * z))
+            * inv.subs(c, z) * k_delta)
+    da_zc = abar * z * inv.subs(c, z) * k_delta
+    assert _zero(da_z.rewrite(sp.Pow) - delta_a.subs(c, z))
+    assert _zero(da_zc.rewrite(sp.Pow) - delta_a_conv.subs(c, z))
     fns = [
         Function("schedule_beta", (t, T, bmin, bmax), (beta_t,), "beta_t of the linear DDPM schedule."),
         Function("log_decay", (c, abar, om, lam, tau), (-tau * (m + lam),),
                  "log E = -tau (m + lam), m = abar c + 1 - abar (gradient-flow factor)."),
         Function("log_step", (c, abar, om, omp, beta, lam, log_e), (log_a,),
                  "log a_t(c): one DDPM step on a direction of C, in log space."),
-        Function("step_z", (z, abar, om, omp, beta, lam, log_e), (a_z,),
-                 "a_t(z), the same step at complex z (contour integrals)."),
-        Function("step_z_conv", (z, abar, om, omp, beta, lam), (a_zc,),
-                 "a_t(z) for the converged denoiser (tau = inf)."),
         Function("denoiser_terms", (c, abar, om, lam, log_e), (q**2, w_stable**2, c * w_stable**2),
                  "(q^2, W^2, c W^2) on a direction of C; q = 1 - sqrt(1-abar) W."),
-        Function("denoiser_terms_z", (z, abar, om, lam, log_e), (q_z**2, w_z**2, z * w_z**2),
-                 "denoiser_terms at complex z."),
-        Function("denoiser_terms_z_conv", (z, abar, om, lam), (q_zc**2, w_zc**2, z * w_zc**2),
-                 "denoiser_terms at complex z for the converged denoiser (tau = inf)."),
-        Function("log_var_step", (la, lv, ls2), (log_step,), "log v_{t-1} from log v_t."),
-        Function("var_step", (a_, v_, s2_), (var_step,), "v_{t-1} = a^2 v + s^2."),
+        # q and W themselves (squared by the caller: sympy would print (x y)^2 as x^2 y^2,
+        # which overflows for eigenvalues near 1e250 where (x y)^2 does not)
+        Function("step_terms_z", (z, abar, om, omp, beta, lam, tau),
+                 tuple(x.subs({expm1(log_e): E1_z}).subs({E: E_z}) for x in (a_z, q_z, w_z))
+                 + (da_z.subs(sp.exp(-tau * q_), 1 + e_0),),
+                 "(a_t, q_t, W_t, a_t(z) - a_t(0)) at complex z (contour integrals; also real c), "
+                 "sharing 1/(m + lam)."),
+        Function("step_terms_z_conv", (z, abar, om, omp, beta, lam), (a_zc, q_zc, w_zc, da_zc),
+                 "step_terms_z for the converged denoiser (tau = inf)."),
         Function("gaussian_kl", kl_args, (kl_matrix,), "KL per dimension from per-dimension traces."),
         Function("mahalanobis", maha_args, (maha,), "E (mu - m_g)^T P (mu - m_g) / d."),
         Function("errors", (*err_args, abar), (test, train), "(test_error_t, train_error_t)."),
         Function("silverstein_base", (mt, zz, gm1), (base, sp.diff(base, mt)),
                  "((gamma - 1) - z mt, derivative): G(mt) without the population sum."),
-        Function("silverstein_term", (mt, lnu, g), (term, sp.diff(term, mt)),
+        Function("silverstein_term", (mt, lnu, g), term_R,
                  "(-gamma/(1 + lam mt), derivative): one population atom of G(mt)."),
-        Function("resolvent_term", (mt, lnu, A_nu, zz), (res_term,),
-                 "-A/(z (1 + lam mt)): one atom of tr(A Qbar)/d."),
-        Function("kernel_term", (mt, lnu), (kterm, sp.diff(kterm, mt), 1 / (1 + lnu * mt)),
-                 "(lam mt/(1 + lam mt), derivative, 1/(1 + lam mt)) for the kernel of C."),
-        Function("fluctuation_terms", (mt, lnu), tuple(f.subs(u, lnu * mt) for f in per_atom),
-                 "Per atom (u^2/(1+u)^2, u/(1+u)^2, u^2/(1+u)^3), u = lam mt: the sums S2, P_A, "
-                 "Q3 of the finite-d mean correction."),
+        Function("kernel_term", (s_k, lnu), kernel_R,
+                 "(R, 1 - R) with R = s/(s + lam) = 1/(1 + lam mt0), s = 1/mt0: the kernel of C "
+                 "(s dR/ds = R (1 - R))."),
+        Function("fluctuation_terms", rp_args, per_atom_rp,
+                 "Per atom (1 - u^2/(1+u)^2, u/(1+u)^2, u^2/(1+u)^3), u = lam mt, from R = 1/(1+u) "
+                 "and P = u/(1+u): the sums of h, P_A, Q3 of the finite-d mean correction."),
+        Function("fluctuation_h", (sp.Symbol("sum_h"), h_args[1], h_args[2]),
+                 (h_args[1] * sp.Symbol("sum_h") - h_args[2],),
+                 "h = 1 - gamma S2 = gamma sum w R (1 + P) - (gamma - 1), free of cancellation."),
         Function("fluctuation_mean", fm_args, (zdelta,),
                  "z delta_A(z): the O(1) correction of tr(A Q(z)) for real Gaussian data, times z."),
         Function("hard_edge_atom", edge_args, (edge_atom,),
                  "d times the overlap mass of the hard-edge atom at 0 when gamma = 1."),
         Function("overlap_factors", (m1, lv1), (R1, P1),
                  "(R, P) = (1/(1 + lam mt), lam mt/(1 + lam mt)) for the two-resolvent trace."),
-        Function("two_point", tp_args, (tp,),
-                 "tr(Sigma^-1 Q(z1) Sigma Q(z2))/d = T/(z1 z2 (1 - S)), T = sum w R1 R2, "
-                 "S = gamma sum w P1 P2."),
+        Function("two_point", tp_args, (tp_scaled,),
+                 "z1 z2 tr(Sigma^-1 Q(z1) Sigma Q(z2))/d = T/(1 - S), T = sum w R1 R2, "
+                 "S = gamma sum w P1 P2, 1 - S = gamma (r1 + r2 - T) - (gamma - 1), r = sum w R."),
     ]
     eqs = [
         ("beta_t", sp.Eq(sp.Symbol("beta_t"), beta_t)),
@@ -465,16 +581,18 @@ def build() -> Module:
         ("train_error_t", sp.Eq(sp.Symbol("train"), train)),
         ("Silverstein", sp.Eq(zz, -1 / mt + g * sp.Sum(
             sp.Symbol("w_nu") * lnu / (1 + lnu * mt), (sp.Symbol("nu"), 1, sp.Symbol("d"))))),
-        ("Newton form", sp.Eq(0, base + sp.Sum(sp.Symbol("w_nu") * term,
+        ("Newton form", sp.Eq(0, base + sp.Sum(sp.Symbol("w_nu") * term_R[0].rewrite(sp.Pow),
                                                 (sp.Symbol("nu"), 1, sp.Symbol("d"))))),
         ("kernel of C", sp.Eq(1, g * sp.Sum(sp.Symbol("w_nu") * kterm.subs(mt, sp.Symbol("mt0")),
                                              (sp.Symbol("nu"), 1, sp.Symbol("d"))))),
+        ("  solved in s = 1/mt0", sp.Eq((g - 1) / g, sp.Sum(
+            sp.Symbol("w_nu") * kernel_R[0].rewrite(sp.Pow), (sp.Symbol("nu"), 1, sp.Symbol("d"))))),
         ("overlap transform", sp.Eq(sp.Symbol("m_A"), sp.Sum(
             sp.Symbol("w_nu") * res_term, (sp.Symbol("nu"), 1, sp.Symbol("d"))))),
     ]
     eqs += [
         ("finite-d mean correction: z delta_A(z)", sp.Eq(zz * sp.Symbol("delta_A"), zdelta)),
-        ("  with S2, P_A, Q3, Q3_A the w- (P_A, Q3_A: w A-) weighted sums of",
+        ("  with h = 1 - gamma S2 and S2, P_A, Q3, Q3_A the w- (P_A, Q3_A: w A-) weighted sums of",
          sp.Tuple(*(f.subs(u, lnu * mt) for f in per_atom))),
         ("two resolvents, R_12 = tr(Sigma^-1 Q(z_1) Sigma Q(z_2))/d", sp.Eq(sp.Symbol("R_12"), tp)),
     ]
@@ -503,4 +621,11 @@ ASSEMBLY = """Spectral assembly: I_A[f] = int f dmu_A + f(0) tr(A P_0)/d, A in {
     maha = mean_norm I_1[(1 - k_0)^2/v_0] + (1/N) I_Sigma[k_0^2/v_0]
   errors: iq2 = I_1[q_t^2], isw2 = I_Sigma[W_t^2], icw2 = I_1[c W_t^2]
   span_fraction = 1 - v_0(0) tr(P_0)/d / I_1[v_0]
+  numerically, with the total masses exact (I_A[1] = tr(A)/d), f = f(0) + (f - f(0)) for f = v_0
+    and (1 - k_0)^2 (differences from the closed-form a_t(c) - a_t(0)): I_{Sigma^-1}[f] =
+    f(0) tr(Sigma^-1)/d + I_{Sigma^-1}[f - f(0)], I_1[v_0] = v_0(0) + I_1[v_0 - v_0(0)], and
+  excess_kl = KL(gen||data) - kl_oracle, H the population law (the oracle sampler):
+    (1/2) [I_{Sigma^-1}[v_0 - v_0(0)] - H_{Sigma^-1}[v_0 - v_0(0)] - I_1[log v_0] + H_1[log v_0]
+    + mean_norm (I_{Sigma^-1}[(1-k_0)^2 - (1-k_0(0))^2] - H_{Sigma^-1}[same]) + (1/N) X]
+    (the f(0) parts cancel exactly: both are large when Sigma has tiny eigenvalues)
 """

@@ -338,7 +338,7 @@ def _cmd_ldm(a):
     if a.d is not None:
         keys += ["kl_gen_data", "kl_data_gen", "kl_oracle", "excess_kl"]
     out = {k: r[k] for k in keys if k in r} | {"params": r["params"]}
-    _emit(out, a.json)
+    _emit(out, a.json, dps=a.dps)
 
 
 def _cmd_simulate(a):

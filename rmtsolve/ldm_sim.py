@@ -76,14 +76,17 @@ def _draw(rng, pop_lam, N, mean_norm):
     # average for B = f(C); a uniform direction gives the same mean with chi-square noise
     # that is heavy when B is (power-law spectra, 1/lambda weights)
     mu = rng.choice([-1.0, 1.0], size=d) * math.sqrt(mean_norm)
-    X = mu + rng.standard_normal((N, d)) * np.sqrt(pop_lam)
-    return mu, X
+    return mu, rng.standard_normal((N, d)) * np.sqrt(pop_lam)  # the samples are mu + these
 
 
-def _sample_stats(X):
+def _sample_stats(X, mean=None):
     N, d = X.shape
+    # with ``mean`` the samples are mean + X, centred without forming them: fluctuations many
+    # orders below the mean (tiny eigenvalues) would round away in mean + X
     xbar = X.mean(axis=0)
     Xc = X - xbar
+    if mean is not None:
+        xbar = mean + xbar
     c, U = np.linalg.eigh(Xc.T @ Xc / N)
     # the centred sample spans N - 1 directions: the rest is the exact kernel
     nzero = max(0, d - (N - 1))
@@ -91,25 +94,32 @@ def _sample_stats(X):
     return xbar, np.maximum(c, 0.0), U
 
 
-def exact_law(X, sch, lam: float, tau: float):
+def exact_law(X, sch, lam: float, tau: float, mean=None):
     """Generated law N(m_g, U diag(v) U^T) of the sampler trained on X (rows are samples).
 
-    Returns (m_g, log_v, c, U, maps) with maps the per-eigenvalue :class:`rmtsolve.ldm.Maps`.
+    With ``mean`` the samples are ``mean + X`` (kept apart so that nothing rounds away when the
+    mean is far larger than the fluctuations).  Returns (m_g, log_v, c, U, maps, xbar) with
+    maps the per-eigenvalue :class:`rmtsolve.ldm.Maps`.
     """
-    xbar, c, U = _sample_stats(X)
+    xbar, c, U = _sample_stats(X, mean)
     mp = _ldm.maps(c, sch, lam, tau)
     k = -np.expm1(mp.log_r)
     m_g = U @ (k * (U.T @ xbar))
     return m_g, mp.log_v, c, U, mp, xbar
 
 
-def _one_seed(rng, pop_lam, N, sch, lam, tau, mean_norm, oracle):
+def _one_seed(rng, pop_lam, N, sch, lam, tau, mean_norm, oracle, zero, oracle_delta):
     d = pop_lam.size
-    mu, X = _draw(rng, pop_lam, N, mean_norm)
-    m_g, log_v, c, U, mp, xbar = exact_law(X, sch, lam, tau)
+    mu, E = _draw(rng, pop_lam, N, mean_norm)
+    _, log_v, c, U, mp, _ = exact_law(E, sch, lam, tau, mean=mu)
     U2 = U**2
     inv_l = 1.0 / pop_lam
-    dm = mu - m_g
+    # mu - m_g = U ((1 - k) U^T mu - k U^T e) with e = xbar - mu the sample-mean fluctuation,
+    # formed without subtracting mu from xbar (e may lie far below mu)
+    e = E.mean(axis=0)
+    k = -np.expm1(mp.log_r)
+    mu_c, e_c = U.T @ mu, U.T @ e
+    dm = U @ (np.exp(mp.log_r) * mu_c - k * e_c)
     tr_sinv_v = (inv_l @ U2) @ np.exp(log_v) / d
     kl_gd = _eq.gaussian_kl(tr_sinv_v, log_v.mean(), np.log(pop_lam).mean(),
                             dm @ (inv_l * dm) / d, _f=_F)
@@ -124,16 +134,40 @@ def _one_seed(rng, pop_lam, N, sch, lam, tau, mean_norm, oracle):
     v = np.exp(log_v)
     span = v[c > 0].sum() / v.sum()
     # errors: fresh data see Sigma + (mu - xbar)(mu - xbar)^T, the training set sees C
-    sig_diag = pop_lam @ U2 + (U.T @ (mu - xbar)) ** 2
+    sig_diag = pop_lam @ U2 + e_c**2
     iq2 = mp.q2.mean(axis=1)
     test, train = _eq.errors(iq2, mp.w2 @ sig_diag / d, mp.cw2.mean(axis=1), 0.0, sch.abar, _f=_F)
     # oracle: population denoiser (C = Sigma, xbar = mu) with this seed's mu
     r2 = np.exp(2 * oracle.log_r)
     kl_o = _eq.gaussian_kl(np.mean(np.exp(oracle.log_v) * inv_l), np.mean(oracle.log_v),
                            np.log(pop_lam).mean(), (mu**2 * r2 * inv_l).sum() / d, _f=_F)
+    excess = _excess(zero, oracle_delta, c, U, inv_l, mu, (mu_c, k * e_c), log_v, sch, lam, tau)
     return dict(kl_gen_data_per_dim=kl_gd, kl_data_gen_per_dim=kl_dg, kl_oracle_per_dim=kl_o,
-                excess_kl_per_dim=kl_gd - kl_o, span_fraction=span,
+                excess_kl_per_dim=excess, span_fraction=span,
                 log_kl_data_gen_per_dim=log_kl_dg, test_error_t=test, train_error_t=train)
+
+
+def _excess(zero, oracle, c, U, inv_l, mu, proj, log_v, sch, lam, tau):
+    """kl_gen_data - kl_oracle of one seed without subtracting the two KLs.
+
+    Both Sigma^{-1} traces are dominated by v_0(0) and r(0)^2 when Sigma has eigenvalues
+    far below the noise scale (the KLs then reach 1e100 and more while their difference is
+    O(1)); with v_0 = v_0(0) + dv and r = r(0) + dr (:func:`rmtsolve.ldm._delta_maps`, exact
+    differences) the v_0(0) parts cancel exactly (the rows of U^2 sum to one) and
+    mu - m_g = r(0) mu + X, mu - m_oracle = r(0) mu + Y leave
+    2 r(0) mu^T Sigma^-1 (X - Y) + X^T Sigma^-1 X - Y^T Sigma^-1 Y for the mean terms.
+    ``proj`` = (U^T mu, k_0(c) U^T e), e = xbar - mu.
+    """
+    d = c.size
+    (m0, a0), (o_maps, dvo, dro) = zero, oracle
+    r0 = math.exp(m0.log_r[0])
+    dv, dr, _ = _ldm._delta_maps(_ldm._DOUBLE, c, sch, lam, tau, a0)
+    trace = inv_l @ ((U**2) @ dv - dvo) / d
+    mu_c, ke_c = proj
+    X = U @ (dr * mu_c - ke_c)
+    Y = dro * mu
+    means = (2 * r0 * mu @ (inv_l * (X - Y)) + X @ (inv_l * X) - Y @ (inv_l * Y)) / d
+    return _eq.gaussian_kl(trace + 1, log_v.mean(), o_maps.log_v.mean(), means, _f=_F)
 
 
 def simulate_ldm(*, n_over_d: float, d: int, seeds: int, spectrum="isotropic", lam: float = 0.0,
@@ -158,16 +192,22 @@ def simulate_ldm(*, n_over_d: float, d: int, seeds: int, spectrum="isotropic", l
     pop_lam = np.broadcast_to(pop.lam, (d,)).astype(float)
     sch = _ldm.Schedule.linear(T, beta_min, beta_max)
     oracle = _ldm.maps(pop_lam, sch, lam, tau, errors=False)
+    zero = _ldm._zero_maps(_ldm._DOUBLE, sch, lam, tau)
+    dvo, dro, _ = _ldm._delta_maps(_ldm._DOUBLE, pop_lam, sch, lam, tau, zero[1])
     rng = np.random.default_rng(seed)
-    runs = [_one_seed(rng, pop_lam, N, sch, lam, tau, mean_norm, oracle) for _ in range(int(seeds))]
+    runs = [_one_seed(rng, pop_lam, N, sch, lam, tau, mean_norm, oracle, zero, (oracle, dvo, dro))
+            for _ in range(int(seeds))]
     mean, err, samples = {}, {}, {}
     for k in runs[0]:
         vals = np.array([r[k] for r in runs], dtype=float)
         samples[k] = vals
-        mean[k] = vals.mean(axis=0)
+        # scaled by the largest finite magnitude: KLs near 1e200 would overflow their squares
+        scale = np.max(np.abs(np.where(np.isfinite(vals), vals, 0.0)), axis=0)
+        scale = np.where(scale > 0, scale, 1.0)
+        mean[k] = (vals / scale).mean(axis=0) * scale
         with np.errstate(invalid="ignore"):
-            err[k] = vals.std(axis=0, ddof=1) / math.sqrt(len(runs)) if len(runs) > 1 else \
-                np.full_like(mean[k], np.nan)
+            err[k] = (vals / scale).std(axis=0, ddof=1) * scale / math.sqrt(len(runs)) \
+                if len(runs) > 1 else np.full_like(mean[k], np.nan)
     params = dict(n_over_d=n_over_d, d=d, N=N, seeds=int(seeds), spectrum=pop.label, lam=lam,
                   tau=tau, T=T, beta_min=beta_min, beta_max=beta_max, mean_norm=mean_norm,
                   seed=seed)
