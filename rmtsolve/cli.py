@@ -401,27 +401,26 @@ def _cmd_sweep(a):
             return {k: res[k] for k in outputs}
     else:
         from .ldm import ldm
+        from .population import parse_spectrum
 
-        outputs = list(LDM_KEYS)
+        constants = {"spectrum": parse_spectrum(a.spectrum).label}
+        outputs = list(LDM_KEYS) + ["converged"]
 
         def solve(**cols):
-            rows = []
-            for i in range(len(cols["lam"])):
-                kw = {k: float(v[i]) for k, v in cols.items()}
-                kw["tau"] = None if math.isinf(kw["tau"]) else kw["tau"]
-                kw["d"] = None if math.isinf(kw["d"]) else int(kw["d"])
-                kw["T"] = int(kw["T"])
-                try:
-                    rows.append(ldm(**kw, spectrum=a.spectrum, dps=a.dps).as_dict())
-                except ParameterError as e:
-                    if e.name != "n_over_d, lam, tau":  # only the divergent ridgeless point reads inf
-                        raise
-                    # The law collapses onto the span of the data (span_fraction 1, both KLs inf);
-                    # the oracle sampler does not depend on N.
-                    oracle = ldm(**(kw | {"n_over_d": 2.0}), spectrum=a.spectrum, dps=a.dps).as_dict()
-                    rows.append({k: np.inf for k in outputs} | {"span_fraction": 1.0,
-                                                                 "kl_oracle_per_dim": oracle["kl_oracle_per_dim"]})
-            return {k: np.array([float(r[k]) for r in rows]) for k in outputs}
+            # one vectorised call per (T, d); divergent or failing points are NaN rows with
+            # converged false (conventions section 3)
+            res = {k: np.full(len(cols["lam"]), np.nan) for k in LDM_KEYS}
+            res["converged"] = np.zeros(len(cols["lam"]), bool)
+            for T, d in sorted(set(zip(cols["T"].tolist(), cols["d"].tolist()))):
+                idx = np.flatnonzero((cols["T"] == T) & (cols["d"] == d))
+                r = ldm(n_over_d=cols["n_over_d"][idx], lam=cols["lam"][idx], tau=cols["tau"][idx],
+                        mean_norm=cols["mean_norm"][idx], beta_min=cols["beta_min"][idx],
+                        beta_max=cols["beta_max"][idx], T=int(T), d=None if math.isinf(d) else int(d),
+                        spectrum=a.spectrum, dps=a.dps, on_error="nan")
+                for k in LDM_KEYS:
+                    res[k][idx] = np.asarray(getattr(r, k), dtype=float).ravel()
+                res["converged"][idx] = np.asarray(r.converged).ravel()
+            return res
 
     fh, fmt = sweep.open_output(a.csv, a.jsonl)
     try:

@@ -874,6 +874,8 @@ class LDMResult:
         Totals (nats) = d times the per-dimension values; None when d is None.
     params : dict
         The broadcast inputs, plus N and gamma = d/(N-1) (finite d) or d/N (d -> inf).
+    converged : bool or ndarray of bool
+        False where ``on_error="nan"`` replaced a divergent or failing point by NaN.
 
     With ``dps`` every array holds mpmath numbers (object dtype).
     """
@@ -891,6 +893,7 @@ class LDMResult:
     kl_data_gen: np.ndarray | None = None
     kl_oracle: np.ndarray | None = None
     excess_kl: np.ndarray | None = None
+    converged: np.ndarray | bool = True
 
     def as_dict(self) -> dict:
         out = {k: _squeeze(getattr(self, k)) for k in _KEYS}
@@ -899,6 +902,7 @@ class LDMResult:
         out["log_kl_data_gen_per_dim"] = _squeeze(self.log_kl_data_gen_per_dim)
         out["test_error_t"] = self.test_error_t
         out["train_error_t"] = self.train_error_t
+        out["converged"] = self.converged
         out["params"] = self.params
         return out
 
@@ -950,7 +954,7 @@ def check_degenerate(n: float, d: float, lam: float, tau: float, label: str) -> 
 
 def ldm(*, n_over_d, spectrum="isotropic", lam=0.0, tau=None, T: int = 1000,
         beta_min=1e-4, beta_max=1e-2, mean_norm=0.0, d: int | None = None,
-        dps: int | None = None) -> LDMResult:
+        dps: int | None = None, on_error: str = "raise") -> LDMResult:
     """Learning curves of the linear diffusion model (SPEC section 2).
 
     Parameters
@@ -979,6 +983,12 @@ def ldm(*, n_over_d, spectrum="isotropic", lam=0.0, tau=None, T: int = 1000,
         (``powerlaw:K`` with K > 0 needs ``d`` with ``dps``).  The cost grows like ``T``
         times the number of contour nodes (more near the hard edge N/d = 1) and with the
         number of distinct eigenvalues: see the module docstring.
+    on_error : {"raise", "nan"}
+        "raise" (default): the first divergent ridgeless point (lam = 0, converged, N <= d + 1:
+        both KLs infinite) raises ParameterError, a point that does not converge
+        ConvergenceError.  "nan": such points become NaN, ``result.converged`` marks them, and
+        every other point is returned as usual (conventions section 3).  Invalid values raise
+        ParameterError under both.
 
     Returns
     -------
@@ -999,22 +1009,33 @@ def ldm(*, n_over_d, spectrum="isotropic", lam=0.0, tau=None, T: int = 1000,
         # dps digits (about 1000 at 30 digits), each in every Silverstein solve: minutes
         raise ParameterError("spectrum, d, dps", "a finite d with dps for powerlaw:K (the "
                              "continuum law at dps digits takes minutes per point)", pop.label)
+    if on_error not in ("raise", "nan"):
+        raise ParameterError("on_error", '"raise" or "nan"', on_error)
     b = np.broadcast_arrays(*(np.asarray(x, dtype=float) for x in
                               (n_over_d, lam, tau_arr, mean_norm, beta_min, beta_max)))
-    for nd, lm, tu in zip(*(x.ravel() for x in b[:3])):
-        if d is None:
-            check_degenerate(nd, 1.0, lm, tu, "n_over_d <= 1")
-        else:
-            check_degenerate(sample_size(nd, d) - 1, d, lm, tu, "N <= d + 1")
+    flat = [x.ravel() for x in b]
+    Ns = [math.inf if d is None else sample_size(nd, d) for nd in flat[0]]
+    converged = np.ones(flat[0].size, bool)
+    for i, (nd, lm, tu) in enumerate(zip(*flat[:3])):
+        try:
+            if d is None:
+                check_degenerate(nd, 1.0, lm, tu, "n_over_d <= 1")
+            else:
+                check_degenerate(Ns[i] - 1, d, lm, tu, "N <= d + 1")
+        except ParameterError:
+            if on_error == "raise":
+                raise
+            converged[i] = False
     if dps is None:
-        out, gammas, Ns = _solve(_DOUBLE, spectrum, pop, b, T, d)
+        out = _solve_policy(_DOUBLE, spectrum, pop, flat, T, d, converged, on_error)
     else:
         with mpmath.workdps(dps + 10):
-            out, gammas, Ns = _solve(_Backend(dps), spectrum, pop, b, T, d)
+            out = _solve_policy(_Backend(dps), spectrum, pop, flat, T, d, converged, on_error)
         with mpmath.workdps(dps):
             rnd = np.frompyfunc(lambda v: +v, 1, 1)
             out = {k: rnd(v) for k, v in out.items()}
     shape = b[0].shape
+    gammas = [1 / nd if d is None else d / (N - 1) for nd, N in zip(flat[0], Ns)]
     params = dict(n_over_d=b[0], spectrum=pop.label if isinstance(spectrum, str) else "array",
                   lam=b[1], tau=b[2], T=T, beta_min=b[4], beta_max=b[5], mean_norm=b[3], d=d,
                   gamma=np.array([float(g) for g in gammas]).reshape(shape))
@@ -1022,9 +1043,44 @@ def ldm(*, n_over_d, spectrum="isotropic", lam=0.0, tau=None, T: int = 1000,
     totals = {}
     if d is not None:
         params["N"] = np.array(Ns).reshape(shape)
-        with np.errstate(over="ignore"):
+        with np.errstate(over="ignore", invalid="ignore"):
             totals = {t: d * res[t + "_per_dim"] for t in _TOTALS}
-    return LDMResult(params=params, **res, **totals)
+    conv = converged.reshape(shape)
+    return LDMResult(params=params, **res, **totals, converged=conv if conv.ndim else bool(conv))
+
+
+def _solve_policy(B: _Backend, spectrum, pop: Population, flat: list, T: int, d: int | None,
+                  converged: np.ndarray, on_error: str) -> dict:
+    """:func:`_solve` on the points marked ``converged`` (updated in place), NaN elsewhere.
+
+    With ``on_error="nan"`` a ConvergenceError of the joint solve is retried point by point, so
+    that one failing point costs only itself.
+    """
+    def run(idx):
+        return _solve(B, spectrum, pop, [x[idx] for x in flat], T, d)
+
+    good = np.flatnonzero(converged)
+    parts = []
+    if good.size:
+        try:
+            parts.append((good, run(good)))
+        except ConvergenceError:
+            if on_error == "raise":
+                raise
+            for i in good:
+                try:
+                    parts.append((np.array([i]), run(np.array([i]))))
+                except ConvergenceError:
+                    converged[i] = False
+    n, nan = flat[0].size, (mpmath.nan if B.mp else np.nan)
+    out = {}
+    for key in (*_KEYS, "test_error_t", "train_error_t", "log_kl_data_gen_per_dim"):
+        tail = (T,) if key.endswith("_t") else ()
+        full = np.full((n,) + tail, nan, dtype=object if B.mp else float)
+        for idx, part in parts:
+            full[idx] = part[key]
+        out[key] = full
+    return out
 
 
 def _solve(B: _Backend, spectrum, pop: Population, b: list, T: int, d: int | None):
@@ -1047,7 +1103,6 @@ def _solve(B: _Backend, spectrum, pop: Population, b: list, T: int, d: int | Non
             one = mpmath.mpf(1) if B.mp else 1.0
             specs.append((one * d / (N - 1), one * (d - N + 1) / (N - 1), one * (N - 1) / N))
     grid, spectra = _spectra(B, atoms, specs, d)
-    gammas = [specs[point_key[i]][0] for i in range(npt)]
     Ns = [math.inf if d is None else list(keys)[point_key[i]] for i in range(npt)]
     # one set of per-eigenvalue maps per distinct (lam, tau, beta_min, beta_max)
     groups: dict = {}
@@ -1088,7 +1143,7 @@ def _solve(B: _Backend, spectrum, pop: Population, b: list, T: int, d: int | Non
     out = {k: np.array([row[k] for row in rows], dtype=dtype) for k in rows[0] if k[-2:] != "_t"}
     for k in ("test_error_t", "train_error_t"):
         out[k] = np.array([row[k] for row in rows], dtype=dtype).reshape(npt, T)
-    return out, gammas, Ns
+    return out
 
 
 def _point(B: _Backend, pop: Population, sp_: Spectral, base, delta, err, m0: Maps, oracle,

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from scipy import integrate
 from scipy.special import digamma
 
-from rmtsolve.errors import ParameterError
+from rmtsolve.errors import ConvergenceError, ParameterError
 from rmtsolve.ldm import ldm
 from rmtsolve.population import parse_spectrum
 from rmtsolve.ldm_sim import exact_law, monte_carlo_sampler, simulate_ldm
@@ -562,3 +562,20 @@ def test_spectrum_file(tmp_path):
     assert float(a.kl_gen_data_per_dim) == float(b.kl_gen_data_per_dim)
     with pytest.raises(ParameterError):
         simulate_ldm(n_over_d=0.5, d=20, seeds=2)  # divergent
+
+
+def test_on_error_nan_marks_divergent_and_failing_points_only():
+    # conventions section 3: one bad point must not cost the others
+    kw = dict(spectrum=[1e-240, 1.0], n_over_d=np.array([2.0, 2.0, 0.5]), lam=np.array([0.0, 1e-2, 0.0]))
+    with pytest.raises(ConvergenceError):  # lam = 0 on a 1e-240 eigenvalue: the generated variance underflows
+        ldm(spectrum=[1e-240, 1.0], n_over_d=np.array([2.0, 2.0]), lam=np.array([0.0, 1e-2]))
+    with pytest.raises(ParameterError):  # the divergent ridgeless point N <= d
+        ldm(**kw)
+    r = ldm(**kw, on_error="nan")
+    assert r.converged.tolist() == [False, True, False]
+    assert np.isnan(r.kl_gen_data_per_dim[[0, 2]]).all() and np.isnan(r.test_error_t[0]).all()
+    good = ldm(spectrum=[1e-240, 1.0], n_over_d=2.0, lam=1e-2)
+    assert r.kl_gen_data_per_dim[1] == good.kl_gen_data_per_dim and good.converged is True
+    with pytest.raises(ParameterError) as e:
+        ldm(n_over_d=2.0, on_error="skip")
+    assert e.value.name == "on_error"

@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from rmtsolve import ParameterError, rf_dsm, sweep
+from rmtsolve import ParameterError, ldm, rf_dsm, sweep
 from rmtsolve import cli
 
 
@@ -94,6 +94,24 @@ def test_phase_diagram_png(tmp_path):
     assert len(rows) == 3 * 60 * 60 and float(rows[0]["gap"]) >= 0
 
 
+def test_sweep_ldm_rows_equal_single_calls():
+    code, out, err = run("sweep", "ldm", "--n-over-d", "0.5:2:3", "--lam", "0:1e-2:2", "--d", "100:200:2",
+                         "--spectrum", "powerlaw:0.5", "--T", "200", "--quiet")
+    assert code == 0, err
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert len(rows) == 12 and list(rows[0])[-8:-6] == ["d", "spectrum"]
+    for r in rows:
+        kw = dict(n_over_d=float(r["n_over_d"]), lam=float(r["lam"]), d=int(r["d"]), T=200,
+                  spectrum="powerlaw:0.5")
+        if r["converged"] == "false":
+            with pytest.raises(ParameterError):
+                ldm(**kw)
+            continue
+        single = ldm(**kw)
+        for k in ("kl_gen_data_per_dim", "kl_data_gen_per_dim", "span_fraction"):
+            assert float(r[k]) == pytest.approx(float(getattr(single, k)), rel=1e-10)
+
+
 def test_sweep_through_divergent_points_writes_nan_rows():
     # Sweeps behave like on_error="nan": divergent ridgeless points (p = n m) are NaN rows with
     # converged false, every other row is solved.
@@ -107,8 +125,9 @@ def test_sweep_through_divergent_points_writes_nan_rows():
     code, out, err = run("sweep", "ldm", "--n-over-d", "0.5:2:2", "--lam", "0", "--quiet")
     assert code == 0, err
     rows = list(csv.DictReader(io.StringIO(out)))
-    assert rows[0]["kl_gen_data_per_dim"] == "inf" and float(rows[0]["kl_oracle_per_dim"]) < 1e-6
-    assert float(rows[1]["kl_gen_data_per_dim"]) < 1
+    assert rows[0]["kl_gen_data_per_dim"] == "nan" and rows[0]["converged"] == "false"
+    assert rows[0]["spectrum"] == "isotropic"
+    assert float(rows[1]["kl_gen_data_per_dim"]) < 1 and rows[1]["converged"] == "true"
 
 
 def test_figure_api_returns_a_figure_leaves_the_backend_and_saves_by_extension(tmp_path):
