@@ -59,6 +59,32 @@ def test_flow_matches_real_features_at_d200(kw, tau):
         assert abs(s - theory) <= max(0.05 * abs(theory), 3 * se), (q, theory, s, se)
 
 
+SUBSPACE_FLOW = dict(KW, psi_n=1.2, psi_p=1.5, t=0.3, activation="tanh", spectrum=[0, 0, 1, 3])
+
+
+def test_flow_errors_per_eigenvalue_average_to_the_test_error_and_reach_the_ridge_ones():
+    ridge = rf_dsm(**SUBSPACE_FLOW)
+    r = rf_dsm(**SUBSPACE_FLOW, tau=np.array([1.0, 10.0, 1000.0]))
+    by, w = r.test_error_by_eigenvalue, r.eigenvalue_weights
+    assert by.shape == (3, 3) and list(r.eigenvalues) == [0.0, 1.0, 3.0]
+    np.testing.assert_allclose(by @ w, r.test_error, rtol=1e-12)
+    # tau lam = 10 still takes the contour path; e^{-10} of the slowest directions is left
+    np.testing.assert_allclose(by[2], ridge.test_error_by_eigenvalue, rtol=1e-6)
+    assert np.all(by >= r.as_dict()["test_error_by_eigenvalue"]["test_error_floor"] - 1e-12)
+    # early stopping: at tau = 1 the directions off the data (eigenvalue 0) are far from trained
+    assert by[0, 0] > 2 * by[2, 0]
+
+
+def test_flow_errors_per_eigenvalue_match_real_features_at_d200():
+    kw = dict(SUBSPACE_FLOW, tau=2.0)
+    sim = simulate_rf_dsm(**kw, d=200, seeds=4, seed=5)
+    th = rf_dsm(**kw)
+    for j in range(3):
+        theory, s, se = th.test_error_by_eigenvalue[j], sim.test_error_by_eigenvalue[j], \
+            sim.test_error_by_eigenvalue_stderr[j]
+        assert abs(s - theory) <= max(0.05 * abs(theory), 3 * se), (j, theory, s, se)
+
+
 @pytest.mark.parametrize("tau", [0.0, -1.0, math.nan])
 def test_bad_tau(tau):
     with pytest.raises(ParameterError) as e:
@@ -81,6 +107,9 @@ def test_flow_at_30_digits_agrees_with_double(flow_30_digits, i):
     for name in ("test_error", "train_error", "empirical_score_error"):
         assert float(getattr(mp, name)) == pytest.approx(float(getattr(dbl, name)), rel=1e-10), name
     assert mp.dps == 30 and bool(mp.converged)
+    if dbl.test_error_by_eigenvalue is not None:
+        got = [float(x) for x in mp.test_error_by_eigenvalue]
+        assert got == pytest.approx(list(dbl.test_error_by_eigenvalue), rel=1e-10)
 
 
 @pytest.mark.slow

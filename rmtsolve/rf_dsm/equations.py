@@ -164,6 +164,21 @@ class AnisotropicSystem:
         res = tuple(self._weighted(x, shape) for x in ((out,) if single else out))
         return res[0] if single else res
 
+    def node_values(self, fun, *rest, f=NUMPY):
+        """fun(ell, *rest) at every node, unweighted: a list (mpmath) or an array with a leading
+        node axis (numpy); :meth:`weigh` averages it.  For per-eigenvalue outputs."""
+        if self._mp:
+            return [fun(x, *rest, _f=f) for x in self.nodes]
+        shape = np.broadcast_shapes(*(np.shape(x) for x in rest))
+        ell = self.nodes.reshape((-1,) + (1,) * len(shape))
+        return np.broadcast_to(fun(ell, *rest, _f=NUMPY), (self.nodes.size,) + shape)
+
+    def weigh(self, values):
+        """sum_nu w_nu values[nu]: the E_H of :meth:`node_values`."""
+        if self._mp:
+            return sum((w * v for w, v in zip(self.weights[1:], values[1:])), self.weights[0] * values[0])
+        return np.einsum("n,n...->...", self.weights, values)
+
     def terms(self, u, a, f):
         return self._expect(_eq.node_step_terms, u, a, f, (0.0,))
 

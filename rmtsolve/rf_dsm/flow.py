@@ -21,6 +21,7 @@ import numpy as np
 from .._backend import MATH, NUMPY, mp_namespace
 from .._generated import rf_dsm_flow as _eq
 from ..errors import ConvergenceError, ParameterError
+from .equations import AnisotropicSystem
 from .numerics import TOL, continue_point, errors, loss_derivatives, newton_complex, raise_unconverged, solve3
 
 _ORDERS = (12, 16)  # Talbot parameters M (2M - 1 nodes): ~0.6 M digits, rounding ~ e^{2M/5}
@@ -60,25 +61,34 @@ def talbot_mp(tau, M: int):
 def solve_flow(system, tau, args, nan_policy=False):
     """Errors after gradient-flow time tau at every point of the broadcast arrays ``args``.
 
-    Returns (test_error, train_error, largest residual, failed, empirical-score cross term)
-    with arrays of the points' shape; a point that does not converge raises ConvergenceError, or with ``nan_policy`` is
-    marked failed (NaN errors).
+    Returns (test_error, train_error, largest residual, failed, empirical-score cross term,
+    test_error_by_eigenvalue) with arrays of the points' shape (the last with a trailing axis of
+    the distinct eigenvalues, or None where :func:`reports_by_eigenvalue` is false); a point that
+    does not converge raises ConvergenceError, or with ``nan_policy`` is marked failed (NaN errors).
     """
     shape = args[0].shape
     test, train, cross = np.full(shape, np.nan), np.full(shape, np.nan), np.full(shape, np.nan)
+    by = np.full(shape + (len(system.nodes),), np.nan) if reports_by_eigenvalue(system) else None
     failed = np.zeros(shape, bool)
     worst = 0.0
     for idx in np.ndindex(shape):
         a = tuple(float(x[idx]) for x in args)
         try:
-            test[idx], train[idx], res, cross[idx] = _flow_point(system, float(tau[idx]), a)
+            test[idx], train[idx], res, cross[idx], per = _flow_point(system, float(tau[idx]), a)
         except ConvergenceError:
             if not nan_policy:
                 raise
             failed[idx] = True
             continue
+        if by is not None:
+            by[idx] = per
         worst = max(worst, res)
-    return test, train, worst, failed, cross
+    return test, train, worst, failed, cross, by
+
+
+def reports_by_eigenvalue(system) -> bool:
+    """A discrete anisotropic spectrum: the flow also gives the test error per eigenvalue."""
+    return isinstance(system, AnisotropicSystem) and system.discrete
 
 
 def _flow_point(system, tau, a):
@@ -87,13 +97,15 @@ def _flow_point(system, tau, a):
         u, res, _, ok = continue_point(system, a, MATH, TOL)
         if not ok:
             raise_unconverged(a, res, a[4])
-        test, train, _ = errors(system, u, a, MATH, solve3)
-        return test, train, res, system.empirical_cross(u, a, MATH)
+        per = reports_by_eigenvalue(system)
+        test, train, by = errors(system, u, a, MATH, solve3, per)
+        return test, train, res, system.empirical_cross(u, a, MATH), (by[0] if per else None)
     return flow_errors(system, tau, a)
 
 
-def flow_errors(system, tau: float, args: tuple) -> tuple[float, float, float]:
-    """(test_error, train_error, residual) at one point; args as in rf_dsm's solver.
+def flow_errors(system, tau: float, args: tuple) -> tuple:
+    """(test_error, train_error, residual, cross term, test error per eigenvalue or None) at one
+    point; args as in rf_dsm's solver.
 
     Evaluated at two Talbot orders in double precision.  Disagreement (rounding amplified by
     e^{2M/5} and, for p > n m at small |lam + xi|, by cancelling kernel-of-U terms in the
@@ -108,15 +120,16 @@ def flow_errors(system, tau: float, args: tuple) -> tuple[float, float, float]:
             raise ConvergenceError(
                 f"rf-dsm flow at tau={tau:g}, lam={args[4]:.3g}: the Talbot evaluation is not accurate "
                 f"here (orders {_ORDERS} give test {te1:.6g} vs {te2:.6g}); use a smaller tau or a larger lam")
-    (_, _, r1, _), (te, tr, r2, cross) = results
-    return te, tr, max(r1, r2), cross
+    (_, _, r1, _, _), (te, tr, r2, cross, by) = results
+    return te, tr, max(r1, r2), cross, by
 
 
 def _consistent(system, results, args) -> bool:
-    (te1, tr1, *_), (te2, tr2, *_) = results
+    (te1, tr1, *_, by1), (te2, tr2, *_, by2) = results
     floor = float(system.floor(args[3], MATH))
-    return bool(np.isfinite(te2) and np.isfinite(tr2) and abs(te1 - te2) <= _AGREE * max(1.0, abs(te2))
-                and abs(tr1 - tr2) <= _AGREE * max(1.0, abs(tr2)) and te2 >= floor * (1 - 1e-9) and tr2 >= -1e-9)
+    pairs = [(te1, te2), (tr1, tr2)] + (list(zip(by1, by2)) if by2 is not None else [])
+    return bool(all(np.isfinite(b) and abs(a - b) <= _AGREE * max(1.0, abs(b)) for a, b in pairs)
+                and te2 >= floor * (1 - 1e-9) and tr2 >= -1e-9)
 
 
 def _node_solutions(system, zeta, args, M):
@@ -159,13 +172,17 @@ def _node_solutions(system, zeta, args, M):
     return u, max(worst, float(r.max()))
 
 
-def _flow_errors(system, tau: float, args: tuple, M: int) -> tuple[float, float, float]:
+def _flow_errors(system, tau: float, args: tuple, M: int) -> tuple:
     xi, w = talbot(tau, M)
     zeta = args[4] + xi
     u, res = _node_solutions(system, zeta, args, M)
     with np.errstate(all="ignore"):
-        test, train, cross = _assemble(system, u, zeta, w / xi, args, NUMPY)
-    return float(test.real), float(train.real), res, float(cross.real)
+        test, train, cross, by = _assemble(system, u, zeta, w / xi, args, NUMPY)
+    return float(test.real), float(train.real), res, float(cross.real), _real(by, float)
+
+
+def _real(by, cast):
+    return None if by is None else [cast(x.real) for x in by]
 
 
 def _flow_errors_mp(system, tau: float, args: tuple, M: int) -> tuple[float, float, float]:
@@ -173,11 +190,13 @@ def _flow_errors_mp(system, tau: float, args: tuple, M: int) -> tuple[float, flo
     with mpmath.workdps(_MP_DPS):
         a = tuple(mpmath.mpf(repr(float(v))) for v in args[:4]) + (mpmath.mpf(args[4]),) + tuple(
             mpmath.mpf(v) for v in args[5:])
-        return tuple(float(x.real) for x in _flow_terms_mp(system, mpmath.mpf(repr(tau)), a, args, M, _MP_DPS))
+        te, tr, res, cross, by = _flow_terms_mp(system, mpmath.mpf(repr(tau)), a, args, M, _MP_DPS)
+        return float(te.real), float(tr.real), float(res), float(cross.real), _real(by, float)
 
 
 def flow_errors_mp(system, tau, a: tuple, a_double: tuple, dps: int):
-    """(test_error, train_error, residual, cross term) at ``dps`` digits after flow time tau.
+    """(test_error, train_error, residual, cross term, test error per eigenvalue or None) at
+    ``dps`` digits after flow time tau.
 
     ``a`` are the parameters as mpmath numbers, ``a_double`` the same in double precision (for the
     starting node solutions).  The Talbot order M is chosen so that its truncation error,
@@ -189,16 +208,18 @@ def flow_errors_mp(system, tau, a: tuple, a_double: tuple, dps: int):
     wp = _mp_working_dps(dps)
     results = [_flow_terms_mp(system, tau, a, a_double, M, wp) for M in orders]
     with mpmath.workdps(wp):
-        (te1, tr1, *_), (te2, tr2, res, cross) = results
+        (te1, tr1, _, _, by1), (te2, tr2, res, cross, by2) = results
         te1, tr1, te2, tr2 = (x.real for x in (te1, tr1, te2, tr2))
+        by1, by2 = _real(by1, lambda v: v), _real(by2, lambda v: v)
         tol = mpmath.mpf(10) ** (-dps)
         floor = system.with_precision(wp).floor(a[3], mp_namespace(wp))
-        if not (abs(te1 - te2) <= tol * max(1, abs(te2)) and abs(tr1 - tr2) <= tol * max(1, abs(tr2))
+        pairs = [(te1, te2), (tr1, tr2)] + (list(zip(by1, by2)) if by2 is not None else [])
+        if not (all(abs(x - y) <= tol * max(1, abs(y)) for x, y in pairs)
                 and te2 >= floor * (1 - tol) and tr2 >= -tol):
             raise ConvergenceError(
                 f"rf-dsm flow at tau={float(tau):g}, dps={dps}: the Talbot orders {orders} disagree "
                 f"(test {mpmath.nstr(te1, 12)} vs {mpmath.nstr(te2, 12)}); use a smaller tau or a larger lam")
-        return te2, tr2, res, cross.real
+        return te2, tr2, res, cross.real, by2
 
 
 def check_flow_mp_cost(system, dps: int) -> None:
@@ -234,7 +255,7 @@ def flow_mp_is_ridge(tau, lam, dps: int) -> bool:
 
 
 def _flow_terms_mp(system, tau, a, a_double, M, wp):
-    """(test, train, residual, cross) of order M at wp digits (mpmath numbers).
+    """(test, train, residual, cross, by eigenvalue or None) of order M at wp digits (mpmath numbers).
 
     The double node solutions start Newton in mpmath at the nodes with Im zeta <= 0; the others
     are their conjugates (zeta_{-k} = conj(zeta_k) for a real ridge).
@@ -263,23 +284,30 @@ def _flow_terms_mp(system, tau, a, a_double, M, wp):
             worst = max(worst, fn)
             for v, xv in zip(u, x):
                 v[j], v[n - 1 - j] = xv, mpmath.conj(xv)
-        test, train, cross = _assemble(sys_mp, u, zeta, w / xi, a, f)
-        return test, train, float(worst), cross
+        test, train, cross, by = _assemble(sys_mp, u, zeta, w / xi, a, f)
+        return test, train, float(worst), cross, by
 
 
 def _assemble(system, u, zeta, W, args, f):
-    """Test and train errors from the node solutions (numpy arrays or object arrays of mpc)."""
+    """Test and train errors, the cross term and the test error per eigenvalue (None unless
+    :func:`reports_by_eigenvalue`) from the node solutions (numpy arrays or object arrays of mpc).
+
+    The per-eigenvalue errors use the node functions (c_t^T R yhat and the two-point term
+    "along ell", derivations/rf_dsm_flow.py) at each distinct eigenvalue, unaveraged.
+    """
     psi_n, psi_p, iota, t, lam, mu1, mus2, mue2 = args
     pars, coef = (psi_n, psi_p, iota, t), (mu1, mus2, mue2)
+    per = reports_by_eigenvalue(system)
     if f.name == "mpmath":
         # node by node: numpy object arrays mixed with mpmath scalars take mpmath's slow
         # conversion path (it formats the whole array into an error message per operation)
-        rows = [_one_point(system, [v[k] for v in u], zeta[k], pars, coef, f) for k in range(zeta.size)]
-        y, dLl, c, cr = (np.array(col, dtype=object) for col in zip(*rows))
-        T = _two_point_mp(system, u, zeta, pars, coef, f)
+        rows = [_one_point(system, [v[k] for v in u], zeta[k], pars, coef, f, per) for k in range(zeta.size)]
+        y, dLl, c, cr, cn = (np.array(col, dtype=object) for col in zip(*rows))
+        cn = cn.T if per else None
+        T, Tn = _two_point_mp(system, u, zeta, pars, coef, f, per)
     else:
-        y, dLl, c, cr = _one_point(system, u, zeta, pars, coef, f)
-        T = two_point(system, u, zeta, pars, coef, f)
+        y, dLl, c, cr, cn = _one_point(system, u, zeta, pars, coef, f, per)
+        T, Tn = two_point(system, u, zeta, pars, coef, f, per)
     n = zeta.size
     off = ~np.eye(n, dtype=bool)
     ia, ib = np.nonzero(off)
@@ -291,36 +319,50 @@ def _assemble(system, u, zeta, W, args, f):
     train = 1 - 2 * np.sum(W * y) + W @ Y @ W
     # the empirical-score cross term is linear in b: its Talbot sum (derivation step 14)
     cross = np.sum(W * cr)
-    return test, train, cross
+    by = None if not per else [1 - 2 * np.sum(W * cn[k]) + W @ Tn[k] @ W for k in range(len(cn))]
+    return test, train, cross, by
 
 
-def _one_point(system, u, zeta, pars, coef, f):
-    """yhat^T R yhat, yhat^T R^2 yhat (as dL/dlam), c_t^T R yhat and the empirical cross term."""
+def _node_expect(system, fun, *rest, f, per):
+    """(E_H[fun], fun at every node or None): the average, and with ``per`` its summands."""
+    if not per:
+        return system.expect(fun, *rest, f=f), None
+    values = system.node_values(fun, *rest, f=f)
+    return system.weigh(values), values
+
+
+def _one_point(system, u, zeta, pars, coef, f, per=False):
+    """yhat^T R yhat, yhat^T R^2 yhat (as dL/dlam), c_t^T R yhat, the empirical cross term and
+    (with ``per``) c_t^T R yhat along each eigenvalue."""
     a = (*pars, zeta, *coef)
     L, dLl, _ = loss_derivatives(system, u, a, f, solve3)
-    c = system.expect(_eq.node_test_cross, *u, zeta, *pars, *coef, f=f)
-    return 1 - L, dLl, c, system.empirical_cross(u, a, f)
+    c, cn = _node_expect(system, _eq.node_test_cross, *u, zeta, *pars, *coef, f=f, per=per)
+    return 1 - L, dLl, c, system.empirical_cross(u, a, f), cn
 
 
-def _two_point_mp(system, u, zeta, pars, coef, f):
+def _two_point_mp(system, u, zeta, pars, coef, f, per=False):
     """:func:`two_point` in mpmath, pair by pair, using T_ij = T_ji and T at the conjugate pair
     = conj(T_ij) (a real ridge): about a quarter of the n^2 pairs are evaluated."""
     n = zeta.size
     T = np.empty((n, n), dtype=object)
+    Tn = np.empty((len(system.nodes), n, n), dtype=object) if per else None
     for i in range(n):
         for j in range(i, n):
             ci, cj = n - 1 - j, n - 1 - i  # the conjugate pair, ordered
             if (ci, cj) < (i, j):
                 v = mpmath.conj(T[ci, cj])
+                vn = [mpmath.conj(x) for x in Tn[:, ci, cj]] if per else None
             else:
                 pair = (*(x[i] for x in u), zeta[i], *(x[j] for x in u), zeta[j], *pars, *coef)
                 moments = system.expect(_eq.node_moments, *pair, f=f)
-                v = system.expect(_eq.node_two_point, *moments, *pair, f=f)
+                v, vn = _node_expect(system, _eq.node_two_point, *moments, *pair, f=f, per=per)
             T[i, j] = T[j, i] = v
-    return T
+            if per:
+                Tn[:, i, j] = Tn[:, j, i] = vn
+    return T, Tn
 
 
-def two_point(system, u, zeta, pars, coef, f):
+def two_point(system, u, zeta, pars, coef, f, per=False):
     """yhat^T R(zeta_i) Sigma_t R(zeta_j) yhat for all pairs (i, j) of nodes.
 
     The moments m_j = E_H[ell^j s_i s_j] first, then the two-point term of every eigenvalue
@@ -335,5 +377,5 @@ def two_point(system, u, zeta, pars, coef, f):
     ua, ub = [v[ia] for v in u], [v[ib] for v in u]
     pair = (*ua, zeta[ia], *ub, zeta[ib], *pars, *coef)
     moments = system.expect(_eq.node_moments, *pair, f=f)
-    vals = system.expect(_eq.node_two_point, *moments, *pair, f=f)
-    return np.asarray(vals).reshape(n, n)
+    vals, per_node = _node_expect(system, _eq.node_two_point, *moments, *pair, f=f, per=per)
+    return np.asarray(vals).reshape(n, n), None if per_node is None else np.asarray(per_node).reshape(-1, n, n)

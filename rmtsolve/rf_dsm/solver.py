@@ -67,7 +67,8 @@ class RFDSMResult:
     k0, k1, G : ndarray or mpf
         Order parameters in (0, 1]: k_tau = 1/(1 + delta_tau) with delta_tau the
         leave-one-out factors of the mean-row and orthogonal-row populations, and
-        G = a_I g with g = tr Q / p the normalised trace of the feature resolvent.
+        G = a_I g with g = tr Q / p the normalised trace of the feature resolvent.  NaN with a
+        finite tau (the flow's errors come from fixed points at complex ridges along a contour).
     residual : float
         Largest absolute residual of the three equations over the grid.
     iterations : int
@@ -230,7 +231,7 @@ def rf_dsm(*, psi_n, psi_p, m, t, lam, activation="relu", tau=None, dps=None,
 
     params = dict(params, _cross=back(out["cross"]))
     return _result(system, back(out["test"]), back(out["train"]), [back(x) for x in out["u"]], full, params,
-                   res, its, dps, back(out["by"]), back(converged), tau is not None)
+                   res, its, dps, back(out["by"]), back(converged))
 
 
 def _solve_kernel_points(system, args, tau, on_error, *, coeff_mp, dps, raw):
@@ -319,8 +320,8 @@ def _solve_points(system, args, tau, on_error, **_):
     failed = np.zeros(n, bool)
     nan_policy = on_error == "nan"
     if tau is not None:
-        test, train, res, failed, cross = solve_flow(system, tau, args, nan_policy)
-        return dict(test=test, train=train, u=[np.full(n, np.nan)] * 3, by=None, res=res, its=0, failed=failed,
+        test, train, res, failed, cross, by = solve_flow(system, tau, args, nan_policy)
+        return dict(test=test, train=train, u=[np.full(n, np.nan)] * 3, by=by, res=res, its=0, failed=failed,
                     cross=cross)
     if n <= _SCALAR_MAX:
         u, by, res, its, test, train, failed = _solve_scalars(system, args, nan_policy)
@@ -481,7 +482,7 @@ def _check_quadrature(system, u, args, test, train, res, nan_policy=False):
     return t2, tr2, max(float(res), float(np.max(r2[ok], initial=0.0))), bad
 
 
-def _result(system, test, train, u, args, params, res, its, dps, by, converged, flow=False):
+def _result(system, test, train, u, args, params, res, its, dps, by, converged):
     t = args[3]
     if dps is None:
         floor = np.asarray(system.floor(np.asarray(t, dtype=float), NUMPY), dtype=float)
@@ -511,7 +512,7 @@ def _result(system, test, train, u, args, params, res, its, dps, by, converged, 
                 ese = np.vectorize(lambda v: +v if isinstance(v, mpmath.mpf) else v, otypes=[object])(ese)
     if by is not None:
         params = dict(params, _floor_by_eigenvalue=_unwrap(np.asarray(fl)) if fl is not None else None)
-    if isinstance(system, IsotropicSystem) or flow:
+    if isinstance(system, IsotropicSystem):
         by = None
     return RFDSMResult(*(_unwrap(np.asarray(v)) for v in (test, train, score, test - train, *u)),
                        residual=float(res), iterations=its, dps=dps, params=_squeeze(params),
@@ -554,7 +555,7 @@ def _solve_mp_points(system, args, tau, on_error, *, coeff_mp, dps, raw):
             tau_i = None if tau is None or np.isinf(tau[i]) else _mpf(tau[i])
             if tau_i is not None and not flow_mp_is_ridge(tau_i, lam, dps):
                 try:
-                    test, train, res, cross = flow_errors_mp(system, tau_i, a, a_double, dps)
+                    test, train, res, cross, per = flow_errors_mp(system, tau_i, a, a_double, dps)
                 except ConvergenceError:
                     if on_error == "nan":
                         failed[i] = True
@@ -562,6 +563,8 @@ def _solve_mp_points(system, args, tau, on_error, *, coeff_mp, dps, raw):
                     raise
                 worst = max(worst, res)
                 out["test"][i], out["train"][i], out["cross"][i] = test, train, cross
+                if per is not None:
+                    out["by"][i] = per
                 continue
             u, _, its, ok = continue_point(system, a_double, MATH, TOL)
             if ok:
