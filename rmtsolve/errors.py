@@ -55,6 +55,41 @@ def check_range(name: str, value, *, low=None, high=None, low_open=False, high_o
     return value
 
 
+def not_real_scalar(value) -> bool:
+    """Strings, bools, complex numbers and anything with a shape: not one real number."""
+    import numpy as np
+
+    return (isinstance(value, (str, bytes, bool, np.bool_, complex, np.complexfloating))
+            or (not _is_mp(value) and np.ndim(value) != 0) or type(value).__name__ == "mpc")
+
+
+def check_scalar(name: str, value, **range_kw) -> float:
+    """:func:`check_range` for one real number (the arguments of scalar-only functions);
+    returns it as a float."""
+    if not_real_scalar(value):
+        allowed = range_kw.get("allowed")
+        raise ParameterError(name, f"{allowed} (one number)" if allowed else "one real number " + _describe(
+            range_kw.get("low"), range_kw.get("high"), range_kw.get("low_open", False),
+            range_kw.get("high_open", False)), value)
+    check_range(name, value, **range_kw)
+    return float(value)
+
+
+def check_integer(name: str, value, *, low: int, high: float | None = None, allowed: str | None = None) -> int:
+    """One integer in [low, high] given as an int or an integral real (not a bool or a string);
+    returns it as an int."""
+    desc = allowed or f"an integer >= {low}" + ("" if high is None else f" and <= {high:g}")
+    if not_real_scalar(value):
+        raise ParameterError(name, desc, value)
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise ParameterError(name, desc, value) from None
+    if not (v.is_integer() and v >= low and (high is None or v <= high)):
+        raise ParameterError(name, desc, value)
+    return int(v)
+
+
 def _is_mp(value) -> bool:
     return type(value).__module__.startswith("mpmath")
 

@@ -90,6 +90,7 @@ from mpmath import libmp
 
 from ._backend import NUMPY, check_dps, mp_namespace
 from ._generated import ldm as _eq
+from ._resources import check_memory
 from .errors import ConvergenceError, ParameterError, check_range
 from .population import Population, parse_spectrum
 
@@ -914,6 +915,28 @@ def _squeeze(x):
     return x.item() if x.dtype == object else float(x)
 
 
+T_MAX = 10**7
+LOG_ABAR_MIN = -600.0
+
+
+def check_schedule(T: int, beta_min, beta_max) -> None:
+    """Refuse schedules whose abar_T = prod_t (1 - beta_t) is below e^-600.
+
+    The sampler starts from N(0, I) at abar_T; below about e^-700 double precision underflows
+    in the maps' products (the quadrature then loses every digit), and e^-600 keeps a margin.
+    Such a schedule has long erased the data (abar_T < 1e-260: the start is pure noise).
+    """
+    pairs = set(zip(*(np.ravel(np.asarray(x, dtype=float)).tolist()
+                      for x in np.broadcast_arrays(beta_min, beta_max))))
+    t = np.arange(1, T + 1, dtype=float)
+    for bmin, bmax in pairs:
+        log_abar = float(np.sum(np.log1p(-_eq.schedule_beta(t, T, bmin, bmax, _f=NUMPY))))
+        if log_abar < LOG_ABAR_MIN:
+            raise ParameterError(
+                "T, beta_min, beta_max", f"a schedule with abar_T = prod(1 - beta_t) >= e^{LOG_ABAR_MIN:g} "
+                f"(here log abar_T = {log_abar:.4g} at beta_min={bmin:g}, beta_max={bmax:g})", T)
+
+
 def check_common(*, n_over_d, lam, tau, T, beta_min, beta_max, mean_norm, d):
     """Validate the shared LDM inputs; returns (tau array with inf for None, T, d)."""
     check_range("n_over_d", n_over_d, low=0, low_open=True)
@@ -922,13 +945,14 @@ def check_common(*, n_over_d, lam, tau, T, beta_min, beta_max, mean_norm, d):
     tau_arr = np.asarray(tau, dtype=float)
     if np.any(np.isnan(tau_arr)) or np.any(tau_arr <= 0):
         raise ParameterError("tau", "> 0 (or None/inf for the converged denoiser)", tau)
-    if isinstance(T, bool) or not float(T).is_integer() or T < 1:
-        raise ParameterError("T", "an integer >= 1", T)
+    if isinstance(T, bool) or not float(T).is_integer() or not 1 <= T <= T_MAX:
+        raise ParameterError("T", f"an integer in [1, {T_MAX:.0e}]", T)
     check_range("beta_min", beta_min, low=0, high=1, low_open=True, high_open=True)
     check_range("beta_max", beta_max, low=0, high=1, low_open=True, high_open=True)
     if np.any(np.asarray(beta_min) > np.asarray(beta_max)):
         raise ParameterError("beta_min, beta_max", "0 < beta_min <= beta_max < 1",
                              (beta_min, beta_max))
+    check_schedule(int(T), beta_min, beta_max)
     check_range("mean_norm", mean_norm, low=0)
     if d is not None and (isinstance(d, bool) or not float(d).is_integer() or d < 1):
         raise ParameterError("d", "an integer >= 1 (or None for d -> inf)", d)
@@ -1014,6 +1038,10 @@ def ldm(*, n_over_d, spectrum="isotropic", lam=0.0, tau=None, T: int = 1000,
     b = np.broadcast_arrays(*(np.asarray(x, dtype=float) for x in
                               (n_over_d, lam, tau_arr, mean_norm, beta_min, beta_max)))
     flat = [x.ravel() for x in b]
+    # the schedule, the block of maps, and per point three error integrals and two per-step
+    # errors; an mpmath number takes about 100 bytes against 8
+    check_memory("T", (8 if dps is None else 100) * T * (24 + 8 * flat[0].size),
+                 f"{flat[0].size} points of T = {T} steps")
     Ns = [math.inf if d is None else sample_size(nd, d) for nd in flat[0]]
     converged = np.ones(flat[0].size, bool)
     for i, (nd, lm, tu) in enumerate(zip(*flat[:3])):

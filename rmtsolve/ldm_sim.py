@@ -21,6 +21,7 @@ import numpy as np
 from scipy.special import logsumexp
 
 from ._generated import ldm as _eq
+from .errors import check_integer, not_real_scalar
 
 # the package binds the name ``ldm`` to the function: take the module itself
 _ldm = importlib.import_module("rmtsolve.ldm")
@@ -178,13 +179,17 @@ def simulate_ldm(*, n_over_d: float, d: int, seeds: int, spectrum="isotropic", l
     Parameters are scalars with the meaning of :func:`rmtsolve.ldm.ldm` (``d`` required);
     ``seed`` seeds numpy's generator.  Returns means and standard errors over seeds.
     """
+    for name, v in (("n_over_d", n_over_d), ("lam", lam), ("tau", tau), ("beta_min", beta_min),
+                    ("beta_max", beta_max), ("mean_norm", mean_norm)):
+        if v is not None and not_real_scalar(v):
+            raise _ldm.ParameterError(name, "one real number (simulations take scalars)", v)
     tau_arr, T, d = _ldm.check_common(n_over_d=n_over_d, lam=lam, tau=tau, T=T,
                                       beta_min=beta_min, beta_max=beta_max,
                                       mean_norm=mean_norm, d=d)
     if d is None:
         raise _ldm.ParameterError("d", "an integer >= 1 for a simulation", d)
-    if isinstance(seeds, bool) or not float(seeds).is_integer() or seeds < 1:
-        raise _ldm.ParameterError("seeds", "an integer >= 1", seeds)
+    seeds = check_integer("seeds", seeds, low=1)
+    seed = check_integer("seed", seed, low=0)
     tau = float(tau_arr)
     N = _ldm.sample_size(n_over_d, d)
     _ldm.check_degenerate(N - 1, d, lam, tau, "N <= d + 1")

@@ -10,7 +10,7 @@ import mpmath
 import numpy as np
 import pytest
 
-from rmtsolve import ConvergenceError, ParameterError, cli, coefficients, rf_dsm
+from rmtsolve import ConvergenceError, ParameterError, cli, coefficients, ldm, rf_dsm
 
 
 def run(*args, timeout=60):
@@ -182,3 +182,31 @@ def test_on_error_is_checked():
 def test_high_precision_nan_entries_print_as_nan():
     r = rf_dsm(psi_n=1, psi_p=np.array([1.0, 2.0]), m=1, t=0.5, lam=0.0, dps=20, on_error="nan")
     assert mpmath.isnan(r.test_error[0]) or math.isnan(r.test_error[0])
+
+
+# -- defects found by the fuzz campaign (validation/fuzz.py) -------------------------------------
+@pytest.mark.parametrize("call,name", [
+    (lambda r: r.simulate_rf_dsm(psi_n=0.8, psi_p=1.3, m=complex(1, 0), t=0.01, lam=1e-3, d=4, seeds=1), "m"),
+    (lambda r: r.simulate_rf_dsm(psi_n=np.array([0.5, 1.0]), psi_p=1.3, m=1, t=0.01, lam=1e-3, d=4), "psi_n"),
+    (lambda r: r.simulate_rf_dsm(psi_n=0.5, psi_p=1.3, m=1, t=0.01, lam=1e-3, d=4, seeds="2"), "seeds"),
+    (lambda r: r.feature_spectrum(np.array([1 + 1j]), psi_n=0.3, psi_p=1.0, m=np.array([1, 2]), t=0.01), "m"),
+    (lambda r: r.feature_spectrum([[1, 2], [3]], psi_n=2.5, psi_p=1.0, m=5, t=0.02), "z"),
+    (lambda r: r.score_error_integral(psi_n=0.75, psi_p=0.2, m=1, lam=1e-3, t0=0.01, T=4.0, nodes=2.5), "nodes"),
+    (lambda r: r.simulate_ldm(n_over_d=np.array([1.0, 2.0]), d=10, seeds=2), "n_over_d"),
+    (lambda r: r.ldm(n_over_d=2.0, lam=0.1, T=10**9), "T"),
+    (lambda r: r.ldm(n_over_d=2.0, lam=0.1, T=10**6), "T, beta_min, beta_max"),
+    (lambda r: r.ldm(n_over_d=np.linspace(1.5, 3, 2000), lam=0.1, T=10**7, beta_min=1e-9, beta_max=1e-8), "T"),
+])
+def test_fuzz_reproducers_are_parameter_errors(call, name):
+    import rmtsolve
+
+    with pytest.raises(ParameterError) as e:
+        call(rmtsolve)
+    assert e.value.name == name and "\n" not in str(e.value)
+
+
+def test_schedule_near_the_underflow_bound_is_continuous():
+    # log abar_T = -557 (accepted): the KL moves by the small amount more steps make
+    a, b = (float(ldm(n_over_d=1.5, lam=0.0, d=200, spectrum="powerlaw:2", T=T).kl_gen_data_per_dim)
+            for T in (100_000, 110_000))
+    assert abs(a - b) < 1e-4 * a

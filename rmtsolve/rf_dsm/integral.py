@@ -14,7 +14,7 @@ import math
 
 import numpy as np
 
-from ..errors import ConvergenceError, ParameterError, check_range
+from ..errors import ConvergenceError, ParameterError, check_integer, check_range, check_scalar
 from ..population import parse_spectrum
 from .solver import rf_dsm
 
@@ -45,8 +45,13 @@ def score_error_integral(*, psi_n: float, psi_p: float, m, lam: float, t0: float
     = D E||s_A - s*||^2/d with s*(y) = -Sigma_t^{-1} y (conventions 1.5), so the default weight still
     gives int E||s_A - s*||^2/d dt.
     """
-    check_range("t0", t0, low=0, low_open=True)
-    check_range("T", T, low=0, low_open=True)
+    for name, v in (("psi_n", psi_n), ("psi_p", psi_p), ("lam", lam)):
+        check_scalar(name, v, low=0, low_open=name != "lam", allow_inf=name == "psi_p")
+    check_scalar("m", m, low=1, allow_inf=True, allowed="an integer >= 1 or inf")
+    t0 = check_scalar("t0", t0, low=0, low_open=True)
+    T = check_scalar("T", T, low=0, low_open=True)
+    nodes = check_integer("nodes", nodes, low=2, high=10_000)
+    check_range("rtol", rtol, low=0, high=1, low_open=True)
     if not T > t0:
         raise ParameterError("T", f"> t0 = {t0:g}", T)
     w = kl_weight if weight is None else weight

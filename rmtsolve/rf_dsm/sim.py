@@ -16,7 +16,7 @@ import math
 
 import numpy as np
 
-from ..errors import ParameterError, check_range
+from ..errors import check_integer, check_scalar
 from .._resources import check_memory
 from ..population import parse_spectrum
 
@@ -81,18 +81,18 @@ def simulate_rf_dsm(*, psi_n: float, psi_p: float, m, t: float, lam: float, acti
     """
     from ..activations import resolve_activation
 
-    check_range("psi_n", psi_n, low=0, low_open=True)
-    check_range("psi_p", psi_p, low=0, low_open=True)
-    check_range("t", t, low=0, low_open=True)
-    check_range("lam", lam, low=0)
+    psi_n = check_scalar("psi_n", psi_n, low=0, low_open=True)
+    psi_p = check_scalar("psi_p", psi_p, low=0, low_open=True)
+    t = check_scalar("t", t, low=0, low_open=True)
+    lam = check_scalar("lam", lam, low=0)
     if tau is not None:
-        check_range("tau", tau, low=0, low_open=True)
-    if not (m >= 1 and math.isfinite(m) and m == round(m)):
-        raise ParameterError("m", "a finite integer >= 1 for simulations", m)
-    if int(d) != d or d < 2:
-        raise ParameterError("d", "an integer >= 2", d)
-    if int(seeds) != seeds or seeds < 1:
-        raise ParameterError("seeds", "an integer >= 1", seeds)
+        tau = check_scalar("tau", tau, low=0, low_open=True)
+    m = check_integer("m", m, low=1, allowed="a finite integer >= 1 for simulations")
+    d = check_integer("d", d, low=2)
+    seeds = check_integer("seeds", seeds, low=1)
+    seed = check_integer("seed", seed, low=0)
+    if n_test is not None:
+        n_test = check_integer("n_test", n_test, low=1)
     act = resolve_activation(activation)
     spec = parse_spectrum(spectrum)
     n, p = max(1, round(psi_n * d)), max(1, round(psi_p * d))

@@ -19,7 +19,7 @@ import math
 import numpy as np
 
 from .._backend import NUMPY
-from ..errors import ConvergenceError, ParameterError, check_range
+from ..errors import ConvergenceError, ParameterError, check_scalar
 from ..population import parse_spectrum
 from .equations import system_for
 from .numerics import continue_complex_point, descend, newton_complex
@@ -65,9 +65,13 @@ def feature_spectrum(z, *, psi_n: float, psi_p: float, m, t: float, activation="
     z broadcasts.
     """
     for name, v in (("psi_n", psi_n), ("psi_p", psi_p), ("t", t)):
-        check_range(name, v, low=0, low_open=True)
+        check_scalar(name, v, low=0, low_open=True)
+    check_scalar("m", m, low=1, allow_inf=True, allowed="an integer >= 1 or inf")
     iota = float(iota_of(m))
-    zz = np.asarray(z, dtype=complex)
+    try:
+        zz = np.asarray(z, dtype=complex)
+    except (TypeError, ValueError):  # strings, ragged lists
+        raise ParameterError("z", "complex numbers (an array of one shape) with Im z >= 0", z) from None
     if not np.all(np.isfinite(zz)) or np.any(zz.imag < 0):
         raise ParameterError("z", "finite with Im z >= 0", None)
     spec = parse_spectrum(spectrum)
