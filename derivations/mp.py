@@ -166,7 +166,13 @@ def moment_recursion(quad, order=8):
     for k in range(1, order + 1):
         narayana = sum(c**j / (j + 1) * sp.binomial(k, j) * sp.binomial(k - 1, j) for j in range(k))
         assert sp.expand(vals[k] - narayana) == 0
-    return m_n, conv, step
+    # The form to evaluate: with m_0 = 1, conv = m_n + conv_plus, conv_plus = sum_{i=1}^{n}
+    # m_i m_{n-i} >= 0, so m_{n+1} = m_n + c conv_plus is a sum of positive terms (the form
+    # above cancels c m_n against (c - 1) m_n and loses every digit of m_1 = 1 once c > 1e16).
+    conv_plus = sp.Symbol("conv_plus")
+    stable = m_n + c * conv_plus
+    assert sp.expand(step.subs(conv, conv_plus + m_n) - stable) == 0
+    return m_n, conv_plus, stable
 
 
 # -- 9. log-moment: Bartlett decomposition ---------------------------------------------------
@@ -284,7 +290,8 @@ def build() -> Module:
         Function("mp_density", (c, cm1, x), (dens_num,),
                  "Density sqrt((b - x)(x - a)) / (2 pi c x) for a < x < b."),
         Function("mp_moment_next", (c, m_n, conv), (step,),
-                 "m_{n+1} from m_n and conv = sum_{i+j=n} m_i m_j (series of s at infinity)."),
+                 "m_{n+1} = m_n + c conv_plus, conv_plus = sum_{i=1}^{n} m_i m_{n-i} (series of s at "
+                 "infinity; positive terms only)."),
         Function("mp_log_moment", (c,), (L,), "int log x dmu for 0 < c < 1 (Bartlett)."),
         Function("mp_log_moment_series", (c,), (L_series,),
                  "Series of mp_log_moment at small c (no cancellation), truncated after c^24."),

@@ -43,10 +43,9 @@ def mp_namespace(dps: int) -> types.SimpleNamespace:
 
 def check_dps(dps) -> int | None:
     """Validate the ``dps`` argument (None = double precision)."""
-    from .errors import ParameterError
+    from .errors import check_integer
 
     if dps is None:
         return None
-    if isinstance(dps, bool) or int(dps) != dps or not 16 <= int(dps) <= 1000:
-        raise ParameterError("dps", "an integer in [16, 1000] (omit for double precision)", dps)
-    return int(dps)
+    return check_integer("dps", dps, low=16, high=1000,
+                         allowed="an integer in [16, 1000] (omit for double precision)")

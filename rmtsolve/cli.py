@@ -454,8 +454,11 @@ def _cmd_optimize(a):
     from . import sweep
     from .rf_dsm import optimize_rf_dsm
 
+    # every flag is parsed (a malformed one is exit status 2 even where it is unused) ...
     ranges = {name: sweep.parse_value(name, getattr(a, name), integer=kind == "m", allow_inf=kind == "m")
-              for name, (_d, kind) in OPTIMIZE_FLAGS.items() if not (name == "lam" and a.over == "lam")}
+              for name, (_d, kind) in OPTIMIZE_FLAGS.items()}
+    if a.over == "lam":  # ... and the optimised one is not an input
+        del ranges["lam"]
     outputs = ["argmin", "test_error", "train_error", "boundary", "converged"]
     if all(len(v) == 1 for v in ranges.values()) and not a.csv:
         r = optimize_rf_dsm(over=a.over, **{k: float(v[0]) for k, v in ranges.items()}, activation=a.activation,

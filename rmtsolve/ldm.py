@@ -1085,7 +1085,10 @@ def _solve_policy(B: _Backend, spectrum, pop: Population, flat: list, T: int, d:
     that one failing point costs only itself.
     """
     def run(idx):
-        return _solve(B, spectrum, pop, [x[idx] for x in flat], T, d)
+        # overflow and 0/0 at extreme inputs become inf/NaN, which _point's finiteness check
+        # turns into ConvergenceError; numpy's warnings would only precede that message
+        with np.errstate(all="ignore"):
+            return _solve(B, spectrum, pop, [x[idx] for x in flat], T, d)
 
     good = np.flatnonzero(converged)
     parts = []
@@ -1165,7 +1168,7 @@ def _solve(B: _Backend, spectrum, pop: Population, b: list, T: int, d: int | Non
             bad = [k for k, val in rows[i].items() if B.has_nan(val)]
             if bad:
                 raise ConvergenceError(f"ldm: {', '.join(bad)} not finite at n_over_d = "
-                                       f"{flat[0][i]!r}, lam = {lm!r}, tau = {tu!r} (the "
+                                       f"{float(flat[0][i])!r}, lam = {float(lm)!r}, tau = {float(tu)!r} (the "
                                        "quadrature lost all precision)")
     dtype = object if B.mp else float
     out = {k: np.array([row[k] for row in rows], dtype=dtype) for k in rows[0] if k[-2:] != "_t"}

@@ -37,7 +37,7 @@ import pathlib
 import mpmath
 import numpy as np
 
-from .errors import ParameterError
+from .errors import ParameterError, check_integer
 
 _SYNTAX = "isotropic, powerlaw:K (K >= 0), file:PATH or an array of eigenvalues >= 0"
 _Y_MIN = math.log(1e-16)
@@ -156,6 +156,7 @@ class Spectrum:
 
     def rf_dsm_eigenvalues(self, d: int) -> np.ndarray:
         """The d eigenvalues of Sigma in an RF-DSM simulation (conventions 1.5 discretisation)."""
+        d = check_integer("d", d, low=1)
         if self.kind == "isotropic":
             return np.ones(d)
         if self.kind == "powerlaw":
@@ -168,6 +169,7 @@ class Spectrum:
 
     def ldm_eigenvalues(self, d: int) -> np.ndarray:
         """The d population eigenvalues of LDM's finite-d deterministic equivalent."""
+        d = check_integer("d", d, low=1)
         if self.kind == "isotropic":
             return np.ones(d)
         if self.kind == "powerlaw":

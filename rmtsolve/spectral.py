@@ -78,6 +78,9 @@ class StieltjesResult:
 
 
 # -- parameter handling ----------------------------------------------------------------------
+_RATIO_RANGE = "a positive number <= 1e150 (d/N)"
+
+
 def _parse_ratio(ratio):
     """(exact Fraction or None, float) for a ratio given as int/Fraction/str or a float."""
     exact = None
@@ -90,9 +93,10 @@ def _parse_ratio(ratio):
         else:
             value = float(ratio)
     except (TypeError, ValueError, ZeroDivisionError, OverflowError):
-        raise ParameterError("ratio", "a positive finite number (d/N)", ratio) from None
-    if not (math.isfinite(value) and value > 0):
-        raise ParameterError("ratio", "a positive finite number (d/N)", ratio)
+        raise ParameterError("ratio", _RATIO_RANGE, ratio) from None
+    # the edges ((c - 1)^2 over the upper one) must stay within double precision
+    if not (math.isfinite(value) and 0 < value <= 1e150):
+        raise ParameterError("ratio", _RATIO_RANGE, ratio)
     return exact, value
 
 
@@ -234,15 +238,19 @@ class MarchenkoPastur:
         return np.where(inside, rho, 0.0)
 
     def moment(self, k: int):
-        """E x^k (Narayana polynomial in c), exact Fraction for an exact ratio, else float."""
+        """E x^k (Narayana polynomial in c), exact Fraction for an exact ratio, else float
+        (inf where the moment, about c^(k-1) for large c, exceeds double precision)."""
         if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 0:
             raise ParameterError("k", "a non-negative integer", k)
         c = self._exact if self._exact is not None else self.ratio
         m = [fractions.Fraction(1) if self._exact is not None else 1.0]
-        for n in range(int(k)):
-            conv = sum(m[i] * m[n - i] for i in range(n + 1))
-            m.append(_g.mp_moment_next(c, m[n], conv, _f=NUMPY))
-        return m[int(k)]
+        try:
+            for n in range(int(k)):
+                conv_plus = sum(m[i] * m[n - i] for i in range(1, n + 1))
+                m.append(_g.mp_moment_next(c, m[n], conv_plus, _f=NUMPY))
+        except OverflowError:
+            return math.inf
+        return m[int(k)] if self._exact is not None or math.isfinite(m[int(k)]) else math.inf
 
     def log_moment(self, dps: int | None = None):
         """int log x dmu: -1 - (1-c)/c log(1-c) for c < 1, -1 at c = 1, -inf for c > 1."""

@@ -210,3 +210,46 @@ def test_schedule_near_the_underflow_bound_is_continuous():
     a, b = (float(ldm(n_over_d=1.5, lam=0.0, d=200, spectrum="powerlaw:2", T=T).kl_gen_data_per_dim)
             for T in (100_000, 110_000))
     assert abs(a - b) < 1e-4 * a
+
+
+@pytest.mark.parametrize("call,name", [
+    (lambda r: r.coefficients(r.resolve_activation("tanh"), 1.0, dps=math.inf), "dps"),
+    (lambda r: r.MarchenkoPastur(2.0).log_moment(dps=math.nan), "dps"),
+    (lambda r: r.MarchenkoPastur(1.7976931348623157e308), "ratio"),
+    (lambda r: r.parse_spectrum("powerlaw:0.3").ldm_eigenvalues("4"), "d"),
+    (lambda r: r.score_error_integral(psi_n=1, psi_p=1, m=1, lam=1, t0=0.01, T=1, rtol="1e-7"), "rtol"),
+])
+def test_fuzz_reproducers_second_batch(call, name):
+    import rmtsolve
+
+    with pytest.raises(ParameterError) as e:
+        call(rmtsolve)
+    assert e.value.name == name
+
+
+def test_marchenko_pastur_moments_at_huge_ratio_keep_their_digits():
+    from rmtsolve import MarchenkoPastur
+
+    # m_1 = 1 for every ratio; the recursion once cancelled c m_0 against (c - 1) m_0
+    for c in (1e20, 1e150, 1e10 + 0.1):
+        law = MarchenkoPastur(c)
+        assert law.moment(1) == 1.0 and law.moment(2) == pytest.approx(1 + c, rel=1e-15)
+    assert MarchenkoPastur(1e150).moment(15) == math.inf
+
+
+def test_simulation_stderr_of_huge_values_is_finite():
+    from rmtsolve.rf_dsm.sim import _stderr
+
+    v = np.array([1e300, 1.5e300, 0.5e300])
+    assert _stderr(v) == pytest.approx(np.std(v / 1e300, ddof=1) * 1e300 / math.sqrt(3), rel=1e-12)
+
+
+def test_unused_malformed_optimize_flag_is_still_an_error():
+    code, _, err, _ = run("optimize", "rf-dsm", "--lam", "1:2:1e2", "--over", "lam")
+    assert one_line_error(code, err) and "lam" in err
+
+
+def test_ldm_failure_at_extreme_input_prints_one_line():
+    code, _, err, _ = run("ldm", "--spectrum", "powerlaw:0.5", "--lam", "1e300", "--tau", "1e308", "--T", "42",
+                          "--d", "34")
+    assert (code == 0 and not err) or one_line_error(code, err, status=3)

@@ -40,9 +40,9 @@ def mp_density(c, cm1, x, *, _f):
     return (_f.q(1, 2))*_f.sqrt((-_x0 + x)*(-x + cm1**2/_x0))/(_f.pi*c*x)
 
 
-def mp_moment_next(c, m_n, conv, *, _f):
-    """m_{n+1} from m_n and conv = sum_{i+j=n} m_i m_j (series of s at infinity)."""
-    return c*conv - m_n*(c - 1)
+def mp_moment_next(c, m_n, conv_plus, *, _f):
+    """m_{n+1} = m_n + c conv_plus, conv_plus = sum_{i=1}^{n} m_i m_{n-i} (series of s at infinity; positive terms only)."""
+    return c*conv_plus + m_n
 
 
 def mp_log_moment(c, *, _f):

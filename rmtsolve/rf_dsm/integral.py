@@ -14,7 +14,7 @@ import math
 
 import numpy as np
 
-from ..errors import ConvergenceError, ParameterError, check_integer, check_range, check_scalar
+from ..errors import ConvergenceError, ParameterError, check_integer, check_scalar
 from ..population import parse_spectrum
 from .solver import rf_dsm
 
@@ -51,7 +51,7 @@ def score_error_integral(*, psi_n: float, psi_p: float, m, lam: float, t0: float
     t0 = check_scalar("t0", t0, low=0, low_open=True)
     T = check_scalar("T", T, low=0, low_open=True)
     nodes = check_integer("nodes", nodes, low=2, high=10_000)
-    check_range("rtol", rtol, low=0, high=1, low_open=True)
+    check_scalar("rtol", rtol, low=0, high=1, low_open=True)
     if not T > t0:
         raise ParameterError("T", f"> t0 = {t0:g}", T)
     w = kl_weight if weight is None else weight

@@ -120,8 +120,7 @@ def simulate_rf_dsm(*, psi_n: float, psi_p: float, m, t: float, lam: float, acti
     series = {"test_error": test, "train_error": train, "score_error": test - floor,
               "gap": test - train, "empirical_score_error": np.array(vals["empirical"])}
     mean = {k: float(v.mean()) for k, v in series.items()}
-    se = {k + "_stderr": (float(v.std(ddof=1) / math.sqrt(len(v))) if len(v) > 1 else math.nan)
-          for k, v in series.items()}
+    se = {k + "_stderr": float(_stderr(v)) for k, v in series.items()}
     params = dict(psi_n=psi_n, psi_p=psi_p, m=m, t=t, lam=lam, activation=act.name, d=d, n=n, p=p,
                   seeds=seeds, seed=seed, n_test=n_test, tau=tau, spectrum=spec.label, s2=float(np.mean(ell)))
     extra = {}
@@ -129,10 +128,20 @@ def simulate_rf_dsm(*, psi_n: float, psi_p: float, m, t: float, lam: float, acti
         by = np.array(vals["by"])
         extra = dict(test_error_by_eigenvalue=by.mean(axis=0), eigenvalues=eig,
                      eigenvalue_weights=np.bincount(groups) / d,
-                     test_error_by_eigenvalue_stderr=(by.std(axis=0, ddof=1) / math.sqrt(len(by)) if len(by) > 1
-                                                      else np.full(eig.size, math.nan)))
+                     test_error_by_eigenvalue_stderr=_stderr(by))
     return RFDSMSimulation(**mean, **se, per_seed={k: v.tolist() for k, v in series.items()}, params=params,
                            test_error_floor=floor, **extra)
+
+
+def _stderr(v: np.ndarray):
+    """Standard error of the mean over seeds (axis 0); NaN for one seed.  Scaled by the
+    largest magnitude first, so that values near the top of double precision do not overflow
+    in the squares."""
+    if len(v) < 2:
+        return np.full(v.shape[1:], math.nan) if v.ndim > 1 else math.nan
+    scale = np.max(np.abs(v), axis=0)
+    scale = np.where((scale > 0) & np.isfinite(scale), scale, 1.0)
+    return scale * (v / scale).std(axis=0, ddof=1) / math.sqrt(len(v))
 
 
 def _memory_estimate(d, n, p, m, lam, tau) -> float:
