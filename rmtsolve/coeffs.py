@@ -43,6 +43,7 @@ from dataclasses import dataclass
 import mpmath
 import numpy as np
 
+from ._results import ShortRepr
 from ._backend import check_dps
 from .activations import Activation, resolve_activation, scaled_activation
 from .errors import ConvergenceError, ParameterError, check_range
@@ -59,8 +60,8 @@ _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 _EPS = float(np.finfo(float).eps)
 
 
-@dataclass(frozen=True)
-class Coefficients:
+@dataclass(frozen=True, repr=False)
+class Coefficients(ShortRepr):
     """Gaussian-equivalence coefficients of ``activation`` at diffusion time ``t``.
 
     ``mu0, mu1, mustar, mu_s, mu_e`` are floats (``dps`` None) or mpmath mpf at ``dps``
@@ -111,7 +112,7 @@ def coefficients(activation, t, *, dps: int | None = None, s2=1.0) -> Coefficien
     dps = check_dps(dps)
     _check_t(t)
     try:
-        check_range("s2", s2, low=0.0)
+        check_range("s2", s2, low=0.0, allow_text=True)
     except (TypeError, ValueError) as exc:
         if isinstance(exc, ParameterError):
             raise
@@ -152,7 +153,7 @@ def kernel(activation, rho, *, dps: int | None = None):
         out = np.array([_kernel_np(act, float(x)) for x in r.ravel()]).reshape(r.shape)
         return out if r.ndim else float(out)
     _require_mp(act)
-    check_range("rho", rho, low=-1.0, high=1.0)
+    check_range("rho", rho, low=-1.0, high=1.0, allow_text=True)
     return _kernel_mp(act, _mp_key(rho), dps)
 
 
@@ -160,7 +161,7 @@ def _check_t(t, scalar: bool = True) -> None:
     if scalar and not isinstance(t, (str, mpmath.mpf)) and np.ndim(t) != 0:
         raise ParameterError("t", "a number > 0 and finite (coefficients_array takes arrays)", t)
     try:
-        check_range("t", t, low=0.0, low_open=True, allowed="> 0 and finite")
+        check_range("t", t, low=0.0, low_open=True, allowed="> 0 and finite", allow_text=True)
     except (TypeError, ValueError) as exc:
         if isinstance(exc, ParameterError):
             raise

@@ -34,13 +34,16 @@ class ConvergenceError(RuntimeError):
 
 
 def check_range(name: str, value, *, low=None, high=None, low_open=False, high_open=False,
-                allowed: str | None = None, allow_inf: bool = False):
+                allowed: str | None = None, allow_inf: bool = False, allow_text: bool = False):
     """Raise :class:`ParameterError` unless every entry of ``value`` is finite (or +inf with
-    ``allow_inf``) and in range; non-numeric values are a ParameterError too."""
+    ``allow_inf``) and in range; non-numeric values are a ParameterError too, and so are
+    strings unless ``allow_text`` (decimal strings that high-precision paths read exactly)."""
     import numpy as np
 
     desc = allowed or _describe(low, high, low_open, high_open)
     try:
+        if not allow_text and _has_text(value):  # numpy would read '1' as 1.0
+            raise TypeError
         arr = np.asarray(value, dtype=float) if not _is_mp(value) else np.asarray([float(value)])
     except (TypeError, ValueError):  # strings, complex numbers, ragged lists
         raise ParameterError(name, "a real number or an array of real numbers " + desc, value) from None
@@ -88,6 +91,20 @@ def check_integer(name: str, value, *, low: int, high: float | None = None, allo
     if not (v.is_integer() and v >= low and (high is None or v <= high)):
         raise ParameterError(name, desc, value)
     return int(v)
+
+
+def _has_text(value) -> bool:
+    """A string, or an array or (nested) list holding one."""
+    import numpy as np
+
+    if isinstance(value, (str, bytes)):
+        return True
+    if isinstance(value, np.ndarray):
+        return value.dtype.kind in "USO" and (value.dtype.kind != "O" or any(
+            isinstance(x, (str, bytes)) for x in value.ravel()))
+    if isinstance(value, (list, tuple)):
+        return any(_has_text(x) for x in value)
+    return False
 
 
 def _is_mp(value) -> bool:

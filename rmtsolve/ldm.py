@@ -91,6 +91,7 @@ from mpmath import libmp
 from ._backend import NUMPY, check_dps, mp_namespace
 from ._generated import ldm as _eq
 from ._resources import check_memory
+from ._results import GridResult
 from .errors import ConvergenceError, ParameterError, check_range
 from .population import Population, parse_spectrum
 
@@ -852,8 +853,8 @@ _KEYS = ("kl_gen_data_per_dim", "kl_data_gen_per_dim", "kl_oracle_per_dim", "exc
 _TOTALS = ("kl_gen_data", "kl_data_gen", "kl_oracle", "excess_kl")
 
 
-@dataclasses.dataclass(frozen=True)
-class LDMResult:
+@dataclasses.dataclass(frozen=True, repr=False)
+class LDMResult(GridResult):
     """LDM learning curves at one or many (broadcast) parameter points.
 
     Attributes
@@ -906,6 +907,20 @@ class LDMResult:
         out["converged"] = self.converged
         out["params"] = self.params
         return out
+
+    def _grid_parameters(self) -> dict:
+        return dict(self.params)
+
+    def _derived_parameters(self) -> tuple:
+        return ("gamma", "N")
+
+    def _grid_outputs(self) -> dict:
+        keys = _KEYS + ("log_kl_data_gen_per_dim",) + (_TOTALS if self.kl_gen_data is not None else ())
+        return {k: getattr(self, k) for k in keys} | {"converged": self.converged}
+
+    def _grid_curves(self) -> dict:
+        steps = np.arange(1, np.shape(self.test_error_t)[-1] + 1)
+        return {k: (getattr(self, k), "step", steps) for k in ("test_error_t", "train_error_t")}
 
 
 def _squeeze(x):
@@ -961,6 +976,8 @@ def check_common(*, n_over_d, lam, tau, T, beta_min, beta_max, mean_norm, d):
 
 def sample_size(n_over_d: float, d: int) -> int:
     """N = round(n_over_d d), at least 2 (the centred covariance needs two samples)."""
+    if not n_over_d * d <= 1e300:  # N an integer of at most 300 digits (inf has none)
+        raise ParameterError("n_over_d, d", "such that N = round(n_over_d d) <= 1e300", float(n_over_d * d))
     N = int(round(n_over_d * d))
     if N < 2:
         raise ParameterError("n_over_d, d", "such that N = round(n_over_d d) >= 2",

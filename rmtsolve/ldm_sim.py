@@ -20,7 +20,9 @@ import math
 import numpy as np
 from scipy.special import logsumexp
 
+from ._results import ShortRepr
 from ._generated import ldm as _eq
+from ._resources import check_memory
 from .errors import check_integer, not_real_scalar
 
 # the package binds the name ``ldm`` to the function: take the module itself
@@ -30,8 +32,8 @@ _F = _ldm._F
 _KEYS = _ldm._KEYS + ("log_kl_data_gen_per_dim",)
 
 
-@dataclasses.dataclass(frozen=True)
-class LDMSimulation:
+@dataclasses.dataclass(frozen=True, repr=False)
+class LDMSimulation(ShortRepr):
     """Means over seeds and standard errors (``*_stderr``) of the LDM outputs at finite d.
 
     Attributes mirror :class:`rmtsolve.ldm.LDMResult` (per-dimension KLs, totals, span
@@ -193,6 +195,9 @@ def simulate_ldm(*, n_over_d: float, d: int, seeds: int, spectrum="isotropic", l
     tau = float(tau_arr)
     N = _ldm.sample_size(n_over_d, d)
     _ldm.check_degenerate(N - 1, d, lam, tau, "N <= d + 1")
+    # the data (N x d, twice), the d x d covariance and its eigenvectors, and per-step maps
+    check_memory("n_over_d, d, T", 8.0 * (2.0 * N * d + 4.0 * d * d + 6.0 * T * d),
+                 f"a simulation with N = {N:.3g} samples in d = {d}")
     pop = _ldm.population(spectrum, d)
     pop_lam = np.broadcast_to(pop.lam, (d,)).astype(float)
     sch = _ldm.Schedule.linear(T, beta_min, beta_max)

@@ -27,6 +27,7 @@ from typing import Callable
 import mpmath
 import numpy as np
 
+from ._results import ShortRepr
 from ._backend import NUMPY, check_dps, mp_namespace
 from ._generated import mp as _g
 from .errors import ConvergenceError, ParameterError
@@ -39,8 +40,8 @@ _TOL_LOOSE = 1e-7  # ... at intermediate continuation stages, which only seed th
 _CHUNK = 1 << 20  # matrix entries per block of the (points x atoms) evaluation
 
 
-@dataclasses.dataclass(frozen=True)
-class StieltjesResult:
+@dataclasses.dataclass(frozen=True, repr=False)
+class StieltjesResult(ShortRepr):
     """Value of a Stieltjes transform with its solver diagnostics.
 
     Attributes

@@ -253,3 +253,35 @@ def test_ldm_failure_at_extreme_input_prints_one_line():
     code, _, err, _ = run("ldm", "--spectrum", "powerlaw:0.5", "--lam", "1e300", "--tau", "1e308", "--T", "42",
                           "--d", "34")
     assert (code == 0 and not err) or one_line_error(code, err, status=3)
+
+
+@pytest.mark.parametrize("call,name", [
+    (lambda r: r.rf_dsm(psi_n="1", psi_p=1.0, m=6, t=1.0, lam=0.1), "psi_n"),
+    (lambda r: r.rf_dsm(psi_n=[1.0, "2"], psi_p=1.0, m=6, t=1.0, lam=0.1), "psi_n"),
+    (lambda r: r.simulate_ldm(n_over_d=1.7976931348623157e308, d=20, seeds=2), "n_over_d, d"),
+    (lambda r: r.simulate_ldm(n_over_d=1e12, d=20, seeds=2), "n_over_d, d, T"),
+    (lambda r: r.simulate_rf_dsm(psi_n=1, psi_p=1e300, m=1, t=0.5, lam=1e-3, d=2, seeds=2), "d, psi_n, psi_p"),
+    (lambda r: r.simulate_rf_dsm(psi_n=1e12, psi_p=1, m=1, t=0.5, lam=1e-3, d=30, seeds=2), "d, psi_n, psi_p"),
+    (lambda r: r.optimize_rf_dsm(over="tau", psi_n=10.37, psi_p=1.064, m=2, t=5.6e16, lam=0.01), "t"),
+    (lambda r: r.rf_dsm(psi_n=1, psi_p=1, m=float("inf"), t=400.0, lam=0.01), "t"),
+])
+def test_fuzz_reproducers_third_batch(call, name):
+    import rmtsolve
+
+    with pytest.raises(ParameterError) as e:
+        call(rmtsolve)
+    assert e.value.name == name
+
+
+def test_kernel_limit_errors_per_eigenvalue_sit_at_their_floor_not_below():
+    r = rf_dsm(psi_n=1.0, psi_p=math.inf, m=5, t=0.4198, lam=92.37, activation="pi*x + E", tau=92.37,
+               spectrum=[2.438, 3.546e-120, 2.438, 0.0, 2.438, 1.966])
+    floors = r.as_dict()["test_error_by_eigenvalue"]["test_error_floor"]
+    assert np.all(r.test_error_by_eigenvalue >= floors)
+
+
+def test_simulated_train_error_of_interpolating_features_is_not_negative():
+    from rmtsolve import simulate_rf_dsm
+
+    s = simulate_rf_dsm(psi_n=1, psi_p=1, m=1, t=1.0, lam=1e-300, activation="tanh", d=15, seeds=2)
+    assert all(v >= 0 for v in s.per_seed["train_error"])

@@ -30,13 +30,15 @@ import math
 
 import numpy as np
 
+from .._results import ShortRepr
 from .._resources import check_memory
-from ..errors import ParameterError, check_range
+from ..errors import ParameterError, check_integer, check_scalar
 from ..population import parse_spectrum
+from .solver import T_MAX
 
 
-@dataclasses.dataclass(frozen=True)
-class Generation:
+@dataclasses.dataclass(frozen=True, repr=False)
+class Generation(ShortRepr):
     """Memorisation and fit of the generated samples (means and standard errors over seeds).
 
     ``memorized_fraction`` and ``generated_kl_gaussian_fit`` are dicts keyed "sde" and "ode";
@@ -77,11 +79,10 @@ def generate_rf_dsm(*, psi_n: float, psi_p: float, m, lam: float, K: int = 500, 
     from .sim import empirical_score
 
     for name, v in (("psi_n", psi_n), ("psi_p", psi_p), ("lam", lam), ("t0", t0), ("T", T)):
-        check_range(name, v, low=0, low_open=True)
+        check_scalar(name, v, low=0, low_open=True, high=T_MAX if name in ("t0", "T") else None)
     if not T > t0:
         raise ParameterError("T", f"> t0 = {t0:g}", T)
-    if not (m >= 1 and math.isfinite(m) and m == round(m)):
-        raise ParameterError("m", "a finite integer >= 1 for simulations", m)
+    m = check_integer("m", m, low=1, allowed="a finite integer >= 1 for simulations")
     for name, v, low in (("d", d, 2), ("K", K, 2), ("seeds", seeds, 1), ("steps", steps, 2), ("n_test", n_test, 1)):
         if isinstance(v, bool) or int(v) != v or v < low:
             raise ParameterError(name, f"an integer >= {low}", v)

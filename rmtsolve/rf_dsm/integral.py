@@ -14,13 +14,14 @@ import math
 
 import numpy as np
 
+from .._results import ShortRepr
 from ..errors import ConvergenceError, ParameterError, check_integer, check_scalar
 from ..population import parse_spectrum
-from .solver import rf_dsm
+from .solver import T_MAX, rf_dsm
 
 
-@dataclasses.dataclass(frozen=True)
-class ScoreIntegral:
+@dataclasses.dataclass(frozen=True, repr=False)
+class ScoreIntegral(ShortRepr):
     """value = int_{t0}^{T} w(t) score_error(t) dt; error = |difference of two quadrature orders|."""
 
     value: float
@@ -49,7 +50,7 @@ def score_error_integral(*, psi_n: float, psi_p: float, m, lam: float, t0: float
         check_scalar(name, v, low=0, low_open=name != "lam", allow_inf=name == "psi_p")
     check_scalar("m", m, low=1, allow_inf=True, allowed="an integer >= 1 or inf")
     t0 = check_scalar("t0", t0, low=0, low_open=True)
-    T = check_scalar("T", T, low=0, low_open=True)
+    T = check_scalar("T", T, low=0, high=T_MAX, low_open=True)
     nodes = check_integer("nodes", nodes, low=2, high=10_000)
     check_scalar("rtol", rtol, low=0, high=1, low_open=True)
     if not T > t0:

@@ -16,6 +16,7 @@ import math
 import numpy as np
 from scipy import optimize
 
+from .._results import ShortRepr
 from ..errors import ConvergenceError, ParameterError
 from .solver import rf_dsm
 
@@ -25,8 +26,8 @@ _SCAN = {"lam": 57, "tau": 36}  # grid points of the first stage
 _XTOL = 1e-6  # Brent's tolerance in log10 of the minimiser
 
 
-@dataclasses.dataclass(frozen=True)
-class Optimum:
+@dataclasses.dataclass(frozen=True, repr=False)
+class Optimum(ShortRepr):
     """Minimum of the test error over ``over`` at each point (arrays of the points' shape).
 
     Attributes

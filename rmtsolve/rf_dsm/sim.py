@@ -16,15 +16,17 @@ import math
 
 import numpy as np
 
+from .._results import ShortRepr
 from ..errors import check_integer, check_scalar
 from .._resources import check_memory
 from ..population import parse_spectrum
+from .solver import T_MAX
 
 _CHUNK_BYTES = 256 * 2**20  # feature-chunk budget
 
 
-@dataclasses.dataclass(frozen=True)
-class RFDSMSimulation:
+@dataclasses.dataclass(frozen=True, repr=False)
+class RFDSMSimulation(ShortRepr):
     """Means and standard errors (over seeds) of the finite-d errors.
 
     ``test_error_stderr`` etc. are the standard errors of the means, std / sqrt(seeds);
@@ -83,7 +85,7 @@ def simulate_rf_dsm(*, psi_n: float, psi_p: float, m, t: float, lam: float, acti
 
     psi_n = check_scalar("psi_n", psi_n, low=0, low_open=True)
     psi_p = check_scalar("psi_p", psi_p, low=0, low_open=True)
-    t = check_scalar("t", t, low=0, low_open=True)
+    t = check_scalar("t", t, low=0, high=T_MAX, low_open=True)
     lam = check_scalar("lam", lam, low=0)
     if tau is not None:
         tau = check_scalar("tau", tau, low=0, low_open=True)
@@ -96,7 +98,9 @@ def simulate_rf_dsm(*, psi_n: float, psi_p: float, m, t: float, lam: float, acti
     act = resolve_activation(activation)
     spec = parse_spectrum(spectrum)
     n, p = max(1, round(psi_n * d)), max(1, round(psi_p * d))
-    check_memory("d, psi_p", _memory_estimate(d, n, p, int(m), lam, tau), f"a simulation at d = {d} with p = {p}")
+    # in floats: p and n may be integers far beyond double precision's range
+    check_memory("d, psi_n, psi_p", _memory_estimate(float(d), psi_n * d, psi_p * d, float(m), lam, tau),
+                 f"a simulation at d = {d} with n = {psi_n * d:.3g}, p = {psi_p * d:.3g}")
     ell = spec.rf_dsm_eigenvalues(int(d))
     groups = None
     if spec.discrete:
@@ -145,9 +149,10 @@ def _stderr(v: np.ndarray):
 
 
 def _memory_estimate(d, n, p, m, lam, tau) -> float:
-    """Peak bytes of one seed: W, B, Phi^T Z (p x d), U (p x p, twice for eigh/solve), a feature
-    chunk and the test chunk; the ridgeless solve keeps the whole feature matrix."""
-    est = 8.0 * (3 * p * d + 3 * p * p + d) + 2 * _CHUNK_BYTES
+    """Peak bytes of one seed: the training data (n x d), W, B, Phi^T Z (p x d), U (p x p, twice
+    for eigh/solve), a feature chunk and the test chunk; the ridgeless solve keeps the whole
+    feature matrix."""
+    est = 8.0 * (n * d + 3 * p * d + 3 * p * p + d) + 2 * _CHUNK_BYTES
     if lam == 0 and tau is None:
         est += 8.0 * n * m * (p + d) * 2
     return est
@@ -211,7 +216,9 @@ def _one_seed(rng, act, d, n, p, m, t, lam, n_test, tau, sqrt_ell):
         pred = _features(act, W, y, d) @ Bt  # B phi(y) = sqrt(D) s_A(y)
         acc += np.sum((pred + z) ** 2, axis=0)
         emp += float(np.sum((pred - sD * empirical_score(y, X, t)) ** 2))
-    return float(acc.sum()) / (n_test * d), train, acc / n_test, emp / (n_test * d)
+    # train is ||Phi B^T + Z||^2 >= 0; assembled from moments it may round to about -1e-16 zz/(N d)
+    # where the features interpolate
+    return float(acc.sum()) / (n_test * d), max(train, 0.0), acc / n_test, emp / (n_test * d)
 
 
 def empirical_score(y, X, t):

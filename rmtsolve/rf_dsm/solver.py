@@ -21,6 +21,7 @@ import mpmath
 import numpy as np
 
 from .._backend import MATH, NUMPY, check_dps, mp_namespace
+from .._results import GridResult
 from ..errors import ConvergenceError, ParameterError, check_range
 from ..population import parse_spectrum
 from .equations import IsotropicSystem, KernelSystem, system_for
@@ -32,11 +33,14 @@ _SCALAR_MAX = 16  # up to this many points, solve point by point on Python float
 # n/d and p/d beyond this: the start ridge of the continuation (~psi^2) leaves double range,
 # and the errors equal their psi -> inf limits to about 1/psi anyway.
 PSI_MAX = 1e12
+# diffusion times beyond this: e^{-2t} < 1e-260, the data are erased, and e^{2t} (in the
+# empirical-score and kernel terms) leaves double range near t = 354
+T_MAX = 300.0
 _QUAD_RTOL = 1e-10  # continuum spectra: base and refined quadrature must agree to this
 
 
-@dataclasses.dataclass(frozen=True)
-class RFDSMResult:
+@dataclasses.dataclass(frozen=True, repr=False)
+class RFDSMResult(GridResult):
     """Solution of the RF-DSM equations at one or many parameter points (broadcast).
 
     Attributes
@@ -105,7 +109,21 @@ class RFDSMResult:
             out["test_error_by_eigenvalue"] = {
                 "eigenvalue": self.eigenvalues, "weight": self.eigenvalue_weights,
                 "test_error": self.test_error_by_eigenvalue, "test_error_floor": floors}
+        out |= {"k0": self.k0, "k1": self.k1, "G": self.G}
         return out | {"params": {k: v for k, v in self.params.items() if not k.startswith("_")}}
+
+    def _grid_parameters(self) -> dict:
+        return {k: v for k, v in self.params.items() if not k.startswith("_")}
+
+    def _grid_outputs(self) -> dict:
+        keys = ("test_error", "train_error", "score_error", "gap", "test_error_floor", "empirical_score_error",
+                "k0", "k1", "G", "converged")
+        return {k: getattr(self, k) for k in keys}
+
+    def _grid_curves(self) -> dict:
+        if self.test_error_by_eigenvalue is None:
+            return {}
+        return {"test_error_by_eigenvalue": (self.test_error_by_eigenvalue, "eigenvalue", self.eigenvalues)}
 
 
 def rf_dsm(*, psi_n, psi_p, m, t, lam, activation="relu", tau=None, dps=None,
@@ -162,7 +180,7 @@ def rf_dsm(*, psi_n, psi_p, m, t, lam, activation="relu", tau=None, dps=None,
     check_range("psi_n", psi_n, low=0, high=PSI_MAX, low_open=True)
     check_range("psi_p", psi_p, low=0, high=PSI_MAX, low_open=True, allow_inf=True,
                 allowed=f"in (0, {PSI_MAX:g}] or inf (the kernel limit)")
-    check_range("t", t, low=0, low_open=True)
+    check_range("t", t, low=0, high=T_MAX, low_open=True)
     check_range("lam", lam, low=0)
     iota = iota_of(m)
     try:
@@ -491,6 +509,10 @@ def _result(system, test, train, u, args, params, res, its, dps, by, converged):
         test[ok], train[ok] = physical(test[ok], train[ok], np.broadcast_to(floor, ok.shape)[ok])
         if system.discrete:
             fl = np.stack(np.broadcast_arrays(*system.node_floor(np.asarray(t, dtype=float), NUMPY)), -1)
+            if by is not None:  # the same rounding allowance per eigenvalue
+                by = np.array(by, dtype=float)
+                okb = np.broadcast_to(np.asarray(ok)[..., None], by.shape) & np.isfinite(by)
+                by[okb] = physical(by[okb], np.zeros(okb.sum()), np.broadcast_to(fl, by.shape)[okb])[0]
         else:
             fl = None
     else:
@@ -623,4 +645,4 @@ def _squeeze(params):
     return {k: (v[()] if isinstance(v, np.ndarray) and v.ndim == 0 else v) for k, v in params.items()}
 
 
-__all__ = ["RFDSMResult", "rf_dsm", "iota_of", "check_ridgeless", "coefficient_arrays"]
+__all__ = ["RFDSMResult", "rf_dsm", "iota_of", "check_ridgeless", "coefficient_arrays", "PSI_MAX", "T_MAX"]

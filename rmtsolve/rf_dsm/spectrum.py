@@ -18,19 +18,20 @@ import math
 
 import numpy as np
 
+from .._results import ShortRepr
 from .._backend import NUMPY
 from ..errors import ConvergenceError, ParameterError, check_scalar
 from ..population import parse_spectrum
 from .equations import system_for
 from .numerics import continue_complex_point, descend, newton_complex
-from .solver import coefficient_arrays, iota_of
+from .solver import T_MAX, coefficient_arrays, iota_of
 
 
 _SCALAR_MAX = 16  # up to this many points, one scalar continuation each (less overhead)
 
 
-@dataclasses.dataclass(frozen=True)
-class FeatureSpectrum:
+@dataclasses.dataclass(frozen=True, repr=False)
+class FeatureSpectrum(ShortRepr):
     """Stieltjes transform and density of the spectral law of U = Phi^T Phi/(n m).
 
     Attributes
@@ -65,7 +66,7 @@ def feature_spectrum(z, *, psi_n: float, psi_p: float, m, t: float, activation="
     z broadcasts.
     """
     for name, v in (("psi_n", psi_n), ("psi_p", psi_p), ("t", t)):
-        check_scalar(name, v, low=0, low_open=True)
+        check_scalar(name, v, low=0, low_open=True, high=T_MAX if name == "t" else None)
     check_scalar("m", m, low=1, allow_inf=True, allowed="an integer >= 1 or inf")
     iota = float(iota_of(m))
     try:
