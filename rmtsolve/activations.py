@@ -161,7 +161,7 @@ def _check_finite(np_func, kinks, value) -> None:
     with np.errstate(all="ignore"):
         try:
             y = np.asarray(np_func(grid), dtype=float)
-        except (TypeError, ValueError, ArithmeticError) as exc:
+        except Exception as exc:  # a user's callable may fail in any way (IndexError, KeyError, ...)
             raise ParameterError("activation", _ALLOWED + " (finite for real x)", value) from exc
     if y.shape != grid.shape or not np.all(np.isfinite(y)):
         raise ParameterError("activation", _ALLOWED + " (finite for real x)", value)

@@ -270,7 +270,8 @@ def _cmd_rf_dsm(a):
     psi_p = RF_TABLE_PSI_P if a.psi_p is None else a.psi_p
     r = rf_dsm(psi_n=a.psi_n, psi_p=psi_p, m=a.m, t=a.t, lam=a.lam, activation=a.activation,
                tau=a.tau, dps=a.dps, spectrum=a.spectrum)
-    out = r.as_dict()
+    # the command prints the outputs of conventions section 3.2; the order parameters stay in Python
+    out = {k: v for k, v in r.as_dict().items() if k not in ("k0", "k1", "G")}
     if a.psi_p is None and not a.json:
         from ._output import table
 

@@ -295,6 +295,11 @@ class _Moments:
     Lw: int = 0        # ... and |x| <= Lw for double integrals
 
 
+def _label(act: Activation) -> str:
+    """The activation's name, shortened for a one-line message."""
+    return act.name if len(act.name) <= 60 else act.name[:57] + "..."
+
+
 def _hermite_coeffs(x, w, s, kmax):
     """c_k = E sigma(g) He_k(g) / sqrt(k!), k = 0..kmax (normalised three-term recurrence)."""
     out = np.empty(kmax + 1)
@@ -308,6 +313,13 @@ def _hermite_coeffs(x, w, s, kmax):
 
 @functools.lru_cache(maxsize=256)
 def _moments_np(act: Activation) -> _Moments:
+    # overflow (e.g. 1e300*x) becomes inf/NaN, which the tolerance test below refuses; numpy's
+    # warnings would only precede that error message
+    with np.errstate(all="ignore"):
+        return _moments_np_quiet(act)
+
+
+def _moments_np_quiet(act: Activation) -> _Moments:
     for h in _PANEL_LENGTHS:
         brk = _breaks(-_L, _L, h, act.kinks)
         res = []
@@ -325,7 +337,7 @@ def _moments_np(act: Activation) -> _Moments:
               and np.all(c_err[2:] * 0.5 ** np.arange(2, _K_MAX + 1) <= 1e-13 * math.sqrt(e2)))
         if ok:
             return _Moments(c[0], c[1], m2, e2, tuple(c), tuple(c_err), h)
-    raise ConvergenceError(f"Gaussian moments of activation {act.name!r} did not converge")
+    raise ConvergenceError(f"Gaussian moments of activation {_label(act)!r} did not converge")
 
 
 def _combine(gu, gv, diff):
@@ -418,7 +430,7 @@ def _squares_rho_np(act: Activation, rho: float, omr: float, t: float):
     if _EPS / s > 1e-6:
         # v - u = O(s) drowns in rounding: sigmā(u) - sigmā(v) has relative error ~ eps / s
         raise ConvergenceError(f"t={t} is too small to compute mu_e of activation "
-                               f"{act.name!r} in double precision; pass dps")
+                               f"{_label(act)!r} in double precision; pass dps")
     mu1 = mom.mu1
     for h in (mom.h, mom.h / 2, mom.h / 4):  # the panels that sufficed for the moments, then finer
         mu_e2, err = _pair_np(act, mom, rho, s, mu1, True, h)
@@ -428,7 +440,7 @@ def _squares_rho_np(act: Activation, rho: float, omr: float, t: float):
         if err <= _RTOL * mu_e2 + rounding + 1e-28 * mom.second:
             break
     else:
-        raise ConvergenceError(f"mu_e^2 of activation {act.name!r} at t={t} did not converge")
+        raise ConvergenceError(f"mu_e^2 of activation {_label(act)!r} at t={t} did not converge")
     mu_s2 = _clip_square(mom.mustar2 - mu_e2, err, "mu_s^2")
     mu_e2 = min(mu_e2, mom.mustar2)
     return mom.mu0, mom.mu1, mom.mustar2, mu_s2, mu_e2
@@ -450,11 +462,11 @@ def _kernel_np(act: Activation, rho: float) -> float:
         vals = [w @ (act.np_func(x) * act.np_func(-x)) for x, w in
                 (_rule(brk, n) for n in (24, 16))]
         if abs(vals[0] - vals[1]) > _RTOL * mom.second:
-            raise ConvergenceError(f"kernel of activation {act.name!r} at rho=-1 did not converge")
+            raise ConvergenceError(f"kernel of activation {_label(act)!r} at rho=-1 did not converge")
         return float(vals[0])
     val, err = _pair_np(act, mom, rho, s, 0.0, False)
     if err > _RTOL * mom.second:
-        raise ConvergenceError(f"kernel of activation {act.name!r} at rho={rho} did not converge")
+        raise ConvergenceError(f"kernel of activation {_label(act)!r} at rho={rho} did not converge")
     return float(val)
 
 
@@ -624,7 +636,7 @@ def _moments_lattice_mp(act: Activation, dps: int) -> _Moments:
         prev = _lattice_moments(grid, 1, L)
         while _tail_too_big(grid, L, tol, prev[3]):
             if L > 64:
-                raise ConvergenceError(f"Gaussian moments of activation {act.name!r}: the "
+                raise ConvergenceError(f"Gaussian moments of activation {_label(act)!r}: the "
                                        f"integrand does not decay by |x| = 64")
             L, L0 = L + 4, L0 + 4
             prev = _lattice_moments(grid, 1, L)
@@ -639,7 +651,7 @@ def _moments_lattice_mp(act: Activation, dps: int) -> _Moments:
                 return _Moments(mu0, mu1, m2, e2, (mu0, mu1), c_err, mpmath.ldexp(1, -m),
                                 level=m, L=L, Lw=L0)
             prev = cur
-    raise ConvergenceError(f"Gaussian moments of activation {act.name!r} did not converge "
+    raise ConvergenceError(f"Gaussian moments of activation {_label(act)!r} did not converge "
                            f"at dps={dps} (lattice step 2^-{_M_MAX}); is it smooth?")
 
 
@@ -697,7 +709,7 @@ def _series_lattice_mp(act: Activation, dps: int):
                     return tuple(c), tuple(c_err), tail
             else:
                 return tuple(c), tuple(c_err), tail
-    raise ConvergenceError(f"Hermite coefficients of activation {act.name!r} did not "
+    raise ConvergenceError(f"Hermite coefficients of activation {_label(act)!r} did not "
                            f"converge at dps={dps}")
 
 
@@ -811,7 +823,7 @@ def _pair_lattice_mp(act, mom, rho, s, slope, diff, tol, dps, q):
             m += 1
             if attempt == 0 and q % 2 == 0:
                 q, halvings = q // 2, 1         # finer u, same v-lattice
-    raise ConvergenceError(f"double Gaussian integral of activation {act.name!r} at rho="
+    raise ConvergenceError(f"double Gaussian integral of activation {_label(act)!r} at rho="
                            f"{mpmath.nstr(rho, 8)} did not converge at dps={dps}; "
                            f"is the activation smooth?")
 
@@ -937,7 +949,7 @@ def _pair_smooth_mp(act, mom, rho, s, slope, diff, tol, dps):
         if res is not None:
             return res
     if 2 * J > _MAX_EVALS:
-        raise ConvergenceError(f"double Gaussian integral of activation {act.name!r} at rho="
+        raise ConvergenceError(f"double Gaussian integral of activation {_label(act)!r} at rho="
                                f"{mpmath.nstr(rho, 8)} did not converge at dps={dps}")
     return _pair_lattice_mp(act, mom, rho, s, slope, diff, tol, dps, q)
 
@@ -953,7 +965,7 @@ def _reflect_lattice_mp(act, mom, tol, dps):
         vals.append(mpmath.ldexp(sum(_fix(q * q, Bw) * a * b for q, a, b in zip(sq, sg, sg[::-1])),
                                  -Bw - 2 * B - m))
     if (vals[1] - vals[0]) ** 2 > tol * mom.second ** 2:
-        raise ConvergenceError(f"kernel of activation {act.name!r} at rho=-1 did not "
+        raise ConvergenceError(f"kernel of activation {_label(act)!r} at rho=-1 did not "
                                f"converge at dps={dps}")
     return vals[1]
 
@@ -1027,7 +1039,7 @@ def _moments_gl_mp(act: Activation, dps: int) -> _Moments:
                 err * _RHO_SERIES_MP ** k <= tol * scale for k, err in enumerate(c_err))
             if ok:
                 return _Moments(c[0], c[1], m2, e2, tuple(c), tuple(c_err), h)
-    raise ConvergenceError(f"Gaussian moments of activation {act.name!r} did not converge "
+    raise ConvergenceError(f"Gaussian moments of activation {_label(act)!r} did not converge "
                            f"at dps={dps}")
 
 
@@ -1166,7 +1178,7 @@ def _squares_rho_mp(act: Activation, rho, omr, t, dps: int):
         with mpmath.workdps(wp + max(0, math.ceil(-math.log10(float(s))))):
             mu_e2, err = _pair_mp(act, mom, rho, s, mom.mu1, True, tol, L, dps)
         if err > tol * mu_e2 + tol ** 2 * mom.second:
-            raise ConvergenceError(f"mu_e^2 of activation {act.name!r} at t={t} did not "
+            raise ConvergenceError(f"mu_e^2 of activation {_label(act)!r} at t={t} did not "
                                    f"converge at dps={dps}")
         mu_s2 = _clip_square(mom.mustar2 - mu_e2, err + tol * mom.mustar2, "mu_s^2")
         mu_e2 = min(mu_e2, mom.mustar2)
@@ -1195,13 +1207,13 @@ def _kernel_mp(act: Activation, rho, dps: int):
                 v4, val = (mpmath.fdot(w, [act.mp_func(xi) * act.mp_func(-xi) for xi in x])
                            for x, w in (_rule_mp(brk, level) for level in (4, 5)))
                 if (val - v4) ** 2 > tol * mom.second ** 2:
-                    raise ConvergenceError(f"kernel of activation {act.name!r} at rho=-1 did "
+                    raise ConvergenceError(f"kernel of activation {_label(act)!r} at rho=-1 did "
                                            f"not converge at dps={dps}")
             else:
                 s = mpmath.sqrt((1 - rho) * (1 + rho))
                 val, err = _pair_mp(act, mom, rho, s, 0, False, tol, L, dps)
                 if err > tol * mom.second:
-                    raise ConvergenceError(f"kernel of activation {act.name!r} at rho={rho} "
+                    raise ConvergenceError(f"kernel of activation {_label(act)!r} at rho={rho} "
                                            f"did not converge at dps={dps}")
     with mpmath.workdps(dps):
         return +val

@@ -205,8 +205,9 @@ def simulate_ldm(*, n_over_d: float, d: int, seeds: int, spectrum="isotropic", l
     zero = _ldm._zero_maps(_ldm._DOUBLE, sch, lam, tau)
     dvo, dro, _ = _ldm._delta_maps(_ldm._DOUBLE, pop_lam, sch, lam, tau, zero[1])
     rng = np.random.default_rng(seed)
-    runs = [_one_seed(rng, pop_lam, N, sch, lam, tau, mean_norm, oracle, zero, (oracle, dvo, dro))
-            for _ in range(int(seeds))]
+    with np.errstate(all="ignore"):  # overflow shows as inf/NaN, refused below with a message
+        runs = [_one_seed(rng, pop_lam, N, sch, lam, tau, mean_norm, oracle, zero, (oracle, dvo, dro))
+                for _ in range(int(seeds))]
     mean, err, samples = {}, {}, {}
     for k in runs[0]:
         vals = np.array([r[k] for r in runs], dtype=float)
@@ -222,6 +223,13 @@ def simulate_ldm(*, n_over_d: float, d: int, seeds: int, spectrum="isotropic", l
                   tau=tau, T=T, beta_min=beta_min, beta_max=beta_max, mean_norm=mean_norm,
                   seed=seed)
     scal = {k: float(mean[k]) for k in _KEYS}
+    bad = [k for k in _KEYS if not math.isfinite(scal[k])
+           and not (k == "kl_data_gen_per_dim" and math.isfinite(scal["log_kl_data_gen_per_dim"]))]
+    bad += [k for k in ("test_error_t", "train_error_t") if not np.all(np.isfinite(mean[k]))]
+    if bad:  # never a silent inf or NaN: the exact law overflowed somewhere in double precision
+        raise _ldm.ConvergenceError(
+            f"simulate ldm: {', '.join(bad)} not finite in double precision (population eigenvalues from "
+            f"{float(np.min(pop_lam)):.3g} to {float(np.max(pop_lam)):.3g})")
     return LDMSimulation(**scal, test_error_t=mean["test_error_t"],
                          train_error_t=mean["train_error_t"], stderr=err,
                          samples={k: samples[k] for k in _KEYS}, params=params)

@@ -285,3 +285,20 @@ def test_simulated_train_error_of_interpolating_features_is_not_negative():
 
     s = simulate_rf_dsm(psi_n=1, psi_p=1, m=1, t=1.0, lam=1e-300, activation="tanh", d=15, seeds=2)
     assert all(v >= 0 for v in s.per_seed["train_error"])
+
+
+def test_fuzz_reproducers_fourth_batch(tmp_path):
+    import rmtsolve
+
+    with pytest.raises(ParameterError) as e:
+        rmtsolve.optimize_rf_dsm(over="tau", psi_n=13.6, psi_p=1.0, m=2, t=0.06, lam=[[1], [2, 3]])
+    assert e.value.name == "lam"
+    with pytest.raises(ParameterError) as e:
+        rmtsolve.resolve_activation(lambda x: np.asarray(x)[:1])
+    assert e.value.name == "activation"
+    with pytest.raises(ConvergenceError):  # never a silent inf: the exact law overflows at 1e200
+        rmtsolve.simulate_ldm(n_over_d=9.0, d=3, seeds=2, spectrum=[1.0, 1e200, 2.0])
+    code, out, err, _ = run("rf-dsm", "--psi-p", "1.9", "--activation", "1e300*x", "--tau", "1")
+    assert one_line_error(code, err, status=3) and len(err) < 300
+    code, out, err, _ = run("rf-dsm", "--psi-p", "1.9", "--tau", "1", "--spectrum", "powerlaw:0.9", "--json")
+    assert code == 0 and "nan" not in out and "k0" not in out

@@ -17,7 +17,7 @@ import numpy as np
 from scipy import optimize
 
 from .._results import ShortRepr
-from ..errors import ConvergenceError, ParameterError
+from ..errors import ConvergenceError, ParameterError, check_range
 from .solver import rf_dsm
 
 LAM_RANGE = (1e-10, 1e4)  # scanned range of the ridge (log grid)
@@ -83,6 +83,12 @@ def optimize_rf_dsm(*, over: str = "lam", psi_n, psi_p, m, t, lam=None, activati
         raise ParameterError("lam", "given (>= 0) when optimising over tau", None)
     if over == "lam" and lam is not None:
         raise ParameterError("lam", "omitted when optimising over lam", lam)
+    for name, v in (("psi_n", psi_n), ("psi_p", psi_p), ("m", m), ("t", t)) + ((("lam", lam),) if lam is not None else ()):
+        check_range(name, v, low=0, allow_inf=name in ("psi_p", "m"))  # types and shapes; ranges below
+    try:
+        np.broadcast_shapes(*(np.shape(v) for v in (psi_n, psi_p, m, t, lam) if v is not None))
+    except ValueError:
+        raise ParameterError("psi_n, psi_p, m, t, lam", "arrays of shapes that broadcast", None) from None
     if np.any(np.isinf(np.asarray(psi_p, dtype=float))):
         raise ParameterError("psi_p", "finite for an optimisation (at psi_p = inf the errors depend on "
                              "neither lam nor tau)", float("inf"))

@@ -109,7 +109,8 @@ class RFDSMResult(GridResult):
             out["test_error_by_eigenvalue"] = {
                 "eigenvalue": self.eigenvalues, "weight": self.eigenvalue_weights,
                 "test_error": self.test_error_by_eigenvalue, "test_error_floor": floors}
-        out |= {"k0": self.k0, "k1": self.k1, "G": self.G}
+        if not all(_all_nan(x) for x in (self.k0, self.k1, self.G)):  # NaN throughout with a finite tau
+            out |= {"k0": self.k0, "k1": self.k1, "G": self.G}
         return out | {"params": {k: v for k, v in self.params.items() if not k.startswith("_")}}
 
     def _grid_parameters(self) -> dict:
@@ -635,6 +636,10 @@ def _descend_mp(system, u, a, lam_from, f, tol):
         if not ok:
             break
     return u, res, total, ok
+
+
+def _all_nan(x) -> bool:
+    return all(v != v for v in np.ravel(np.asarray(x, dtype=object)))
 
 
 def _unwrap(a):
