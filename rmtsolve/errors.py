@@ -45,7 +45,7 @@ def check_range(name: str, value, *, low=None, high=None, low_open=False, high_o
         if not allow_text and _has_text(value):  # numpy would read '1' as 1.0
             raise TypeError
         arr = np.asarray(value, dtype=float) if not _is_mp(value) else np.asarray([float(value)])
-    except (TypeError, ValueError):  # strings, complex numbers, ragged lists
+    except (TypeError, ValueError, OverflowError):  # strings, complex numbers, ragged lists, 10**400
         raise ParameterError(name, "a real number or an array of real numbers " + desc, value) from None
     bad = np.isnan(arr) | (np.isinf(arr) & ~(allow_inf & (arr > 0)))
     if low is not None:
@@ -86,7 +86,7 @@ def check_integer(name: str, value, *, low: int, high: float | None = None, allo
         raise ParameterError(name, desc, value)
     try:
         v = float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise ParameterError(name, desc, value) from None
     if not (v.is_integer() and v >= low and (high is None or v <= high)):
         raise ParameterError(name, desc, value)

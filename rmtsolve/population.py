@@ -213,7 +213,7 @@ def parse_spectrum(spectrum) -> Spectrum:
         raise ParameterError("spectrum", _SYNTAX, spectrum)
     try:
         vals = np.asarray(spectrum, dtype=float).ravel()
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise ParameterError("spectrum", _SYNTAX, repr(spectrum)[:60]) from None
     return _values(vals, "array")
 

@@ -104,7 +104,7 @@ def _parse_ratio(ratio):
 def _complex_array(z) -> np.ndarray:
     try:
         arr = np.asarray(z, dtype=complex)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise ParameterError("z", "finite complex numbers", z) from None
     if not np.all(np.isfinite(arr)):
         raise ParameterError("z", "finite complex numbers", complex(arr[~np.isfinite(arr)].flat[0]))
@@ -118,7 +118,7 @@ def _mp_points(z) -> tuple[list, tuple | None]:
     items = [z] if scalar else list(np.asarray(z, dtype=object).ravel())
     try:
         pts = [mpmath.mpmathify(v.item() if isinstance(v, np.generic) else v) for v in items]
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise ParameterError("z", "finite complex numbers", z) from None
     for p in pts:
         if not (mpmath.isfinite(mpmath.re(p)) and mpmath.isfinite(mpmath.im(p))):
@@ -338,7 +338,7 @@ class GeneralizedMarchenkoPastur:
         _, self.ratio = _parse_ratio(ratio)
         try:
             t = np.asarray(atoms, dtype=float).ravel()
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             raise ParameterError("atoms", "finite non-negative numbers", atoms) from None
         if t.size == 0 or not np.all(np.isfinite(t)) or np.any(t < 0) or not np.any(t > 0):
             raise ParameterError("atoms", "finite non-negative numbers, at least one positive",
@@ -348,7 +348,7 @@ class GeneralizedMarchenkoPastur:
         else:
             try:
                 w = np.asarray(weights, dtype=float).ravel()
-            except (TypeError, ValueError):
+            except (TypeError, ValueError, OverflowError):
                 raise ParameterError("weights", "non-negative numbers summing to 1", weights) from None
             if w.shape != t.shape or not np.all(np.isfinite(w)) or np.any(w < 0) \
                     or abs(w.sum() - 1) > 1e-9:
@@ -379,7 +379,7 @@ class GeneralizedMarchenkoPastur:
         """Population law with a density on ``interval``, discretised at Gauss-Legendre nodes."""
         try:
             lo, hi = (float(v) for v in interval)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             raise ParameterError("interval", "a pair (low, high) with 0 <= low < high", interval) from None
         if not (math.isfinite(lo) and math.isfinite(hi) and 0 <= lo < hi):
             raise ParameterError("interval", "a pair (low, high) with 0 <= low < high", interval)

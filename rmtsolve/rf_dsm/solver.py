@@ -377,7 +377,7 @@ def iota_of(m):
     """iota = 1/m (0 for m = inf), checking that m is an integer >= 1 or inf."""
     try:
         arr = np.asarray(m, dtype=float)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise ParameterError("m", "an integer >= 1 or inf", m) from None
     bad = np.isnan(arr) | (arr < 1) | (np.isfinite(arr) & (arr != np.round(arr)))
     if np.any(bad):

@@ -71,7 +71,7 @@ def feature_spectrum(z, *, psi_n: float, psi_p: float, m, t: float, activation="
     iota = float(iota_of(m))
     try:
         zz = np.asarray(z, dtype=complex)
-    except (TypeError, ValueError):  # strings, ragged lists
+    except (TypeError, ValueError, OverflowError):  # strings, ragged lists
         raise ParameterError("z", "complex numbers (an array of one shape) with Im z >= 0", z) from None
     if not np.all(np.isfinite(zz)) or np.any(zz.imag < 0):
         raise ParameterError("z", "finite with Im z >= 0", None)
