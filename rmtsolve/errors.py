@@ -42,7 +42,7 @@ def check_range(name: str, value, *, low=None, high=None, low_open=False, high_o
 
     desc = allowed or _describe(low, high, low_open, high_open)
     try:
-        if not allow_text and _has_text(value):  # numpy would read '1' as 1.0
+        if not allow_text and has_text(value):  # numpy would read '1' as 1.0
             raise TypeError
         arr = np.asarray(value, dtype=float) if not _is_mp(value) else np.asarray([float(value)])
     except (TypeError, ValueError, OverflowError):  # strings, complex numbers, ragged lists, 10**400
@@ -62,8 +62,12 @@ def not_real_scalar(value) -> bool:
     """Strings, bools, complex numbers and anything with a shape: not one real number."""
     import numpy as np
 
-    return (isinstance(value, (str, bytes, bool, np.bool_, complex, np.complexfloating))
-            or (not _is_mp(value) and np.ndim(value) != 0) or type(value).__name__ == "mpc")
+    if isinstance(value, (str, bytes, bool, np.bool_, complex, np.complexfloating)) or type(value).__name__ == "mpc":
+        return True
+    try:
+        return not _is_mp(value) and np.ndim(value) != 0
+    except ValueError:  # a ragged list
+        return True
 
 
 def check_scalar(name: str, value, **range_kw) -> float:
@@ -93,7 +97,7 @@ def check_integer(name: str, value, *, low: int, high: float | None = None, allo
     return int(v)
 
 
-def _has_text(value) -> bool:
+def has_text(value) -> bool:
     """A string, or an array or (nested) list holding one."""
     import numpy as np
 
@@ -103,7 +107,7 @@ def _has_text(value) -> bool:
         return value.dtype.kind in "USO" and (value.dtype.kind != "O" or any(
             isinstance(x, (str, bytes)) for x in value.ravel()))
     if isinstance(value, (list, tuple)):
-        return any(_has_text(x) for x in value)
+        return any(has_text(x) for x in value)
     return False
 
 

@@ -92,7 +92,7 @@ from ._backend import NUMPY, check_dps, mp_namespace
 from ._generated import ldm as _eq
 from ._resources import check_memory
 from ._results import GridResult
-from .errors import ConvergenceError, ParameterError, check_range
+from .errors import ConvergenceError, ParameterError, check_integer, check_range
 from .population import Population, parse_spectrum
 
 _F = types.SimpleNamespace(**vars(NUMPY), logaddexp=np.logaddexp, expm1=np.expm1, log1p=np.log1p)
@@ -957,11 +957,10 @@ def check_common(*, n_over_d, lam, tau, T, beta_min, beta_max, mean_norm, d):
     check_range("n_over_d", n_over_d, low=0, low_open=True)
     check_range("lam", lam, low=0)
     tau = np.inf if tau is None else tau
+    check_range("tau", tau, low=0, low_open=True, allow_inf=True,
+                allowed="> 0 (or None/inf for the converged denoiser)")
     tau_arr = np.asarray(tau, dtype=float)
-    if np.any(np.isnan(tau_arr)) or np.any(tau_arr <= 0):
-        raise ParameterError("tau", "> 0 (or None/inf for the converged denoiser)", tau)
-    if isinstance(T, bool) or not float(T).is_integer() or not 1 <= T <= T_MAX:
-        raise ParameterError("T", f"an integer in [1, {T_MAX:.0e}]", T)
+    T = check_integer("T", T, low=1, high=T_MAX, allowed=f"an integer in [1, {T_MAX:.0e}]")
     check_range("beta_min", beta_min, low=0, high=1, low_open=True, high_open=True)
     check_range("beta_max", beta_max, low=0, high=1, low_open=True, high_open=True)
     if np.any(np.asarray(beta_min) > np.asarray(beta_max)):
@@ -969,9 +968,9 @@ def check_common(*, n_over_d, lam, tau, T, beta_min, beta_max, mean_norm, d):
                              (beta_min, beta_max))
     check_schedule(int(T), beta_min, beta_max)
     check_range("mean_norm", mean_norm, low=0)
-    if d is not None and (isinstance(d, bool) or not float(d).is_integer() or d < 1):
-        raise ParameterError("d", "an integer >= 1 (or None for d -> inf)", d)
-    return tau_arr, int(T), None if d is None else int(d)
+    if d is not None:
+        d = check_integer("d", d, low=1, allowed="an integer >= 1 (or None for d -> inf)")
+    return tau_arr, T, d
 
 
 def sample_size(n_over_d: float, d: int) -> int:
@@ -1052,13 +1051,21 @@ def ldm(*, n_over_d, spectrum="isotropic", lam=0.0, tau=None, T: int = 1000,
                              "continuum law at dps digits takes minutes per point)", pop.label)
     if on_error not in ("raise", "nan"):
         raise ParameterError("on_error", '"raise" or "nan"', on_error)
-    b = np.broadcast_arrays(*(np.asarray(x, dtype=float) for x in
-                              (n_over_d, lam, tau_arr, mean_norm, beta_min, beta_max)))
+    try:
+        b = np.broadcast_arrays(*(np.asarray(x, dtype=float) for x in
+                                  (n_over_d, lam, tau_arr, mean_norm, beta_min, beta_max)))
+    except ValueError:
+        raise ParameterError("n_over_d, lam, tau, mean_norm, beta_min, beta_max",
+                             "arrays of shapes that broadcast", None) from None
+    if b[0].size == 0:
+        raise ParameterError("n_over_d, lam, tau, mean_norm, beta_min, beta_max", "non-empty", None)
     flat = [x.ravel() for x in b]
     # the schedule, the block of maps, and per point three error integrals and two per-step
     # errors; an mpmath number takes about 100 bytes against 8
     check_memory("T", (8 if dps is None else 100) * T * (24 + 8 * flat[0].size),
                  f"{flat[0].size} points of T = {T} steps")
+    if d is not None:  # the d population eigenvalues and a few dozen per-eigenvalue arrays
+        check_memory("d", (8 if dps is None else 100) * 64.0 * d, f"d = {d} population eigenvalues")
     Ns = [math.inf if d is None else sample_size(nd, d) for nd in flat[0]]
     converged = np.ones(flat[0].size, bool)
     for i, (nd, lm, tu) in enumerate(zip(*flat[:3])):

@@ -37,6 +37,7 @@ import pathlib
 import mpmath
 import numpy as np
 
+from ._resources import check_memory
 from .errors import ParameterError, check_integer
 
 _SYNTAX = "isotropic, powerlaw:K (K >= 0), file:PATH or an array of eigenvalues >= 0"
@@ -157,6 +158,7 @@ class Spectrum:
     def rf_dsm_eigenvalues(self, d: int) -> np.ndarray:
         """The d eigenvalues of Sigma in an RF-DSM simulation (conventions 1.5 discretisation)."""
         d = check_integer("d", d, low=1)
+        check_memory("d", 32.0 * d, f"{d} eigenvalues")
         if self.kind == "isotropic":
             return np.ones(d)
         if self.kind == "powerlaw":
@@ -170,6 +172,7 @@ class Spectrum:
     def ldm_eigenvalues(self, d: int) -> np.ndarray:
         """The d population eigenvalues of LDM's finite-d deterministic equivalent."""
         d = check_integer("d", d, low=1)
+        check_memory("d", 32.0 * d, f"{d} eigenvalues")
         if self.kind == "isotropic":
             return np.ones(d)
         if self.kind == "powerlaw":

@@ -30,7 +30,7 @@ import numpy as np
 from ._results import ShortRepr
 from ._backend import NUMPY, check_dps, mp_namespace
 from ._generated import mp as _g
-from .errors import ConvergenceError, ParameterError
+from .errors import ConvergenceError, ParameterError, has_text
 
 _GUARD = 10  # extra mpmath digits while solving; results are rounded to dps
 _ETA_REAL = 1e-12  # double back end: real x is evaluated at x + i _ETA_REAL * |x| (see _eta)
@@ -101,6 +101,16 @@ def _parse_ratio(ratio):
     return exact, value
 
 
+def _real_array(name: str, x) -> np.ndarray:
+    """x as a float array; strings, complex numbers and ragged lists are a ParameterError."""
+    try:
+        if has_text(x) or np.iscomplexobj(x):
+            raise TypeError
+        return np.asarray(x, dtype=float)
+    except (TypeError, ValueError, OverflowError):
+        raise ParameterError(name, "real numbers (an array of one shape)", x) from None
+
+
 def _complex_array(z) -> np.ndarray:
     try:
         arr = np.asarray(z, dtype=complex)
@@ -114,9 +124,11 @@ def _complex_array(z) -> np.ndarray:
 
 def _mp_points(z) -> tuple[list, tuple | None]:
     """mpmath numbers and the input shape (None for a scalar)."""
-    scalar = np.ndim(z) == 0 and not isinstance(z, (list, tuple))
-    items = [z] if scalar else list(np.asarray(z, dtype=object).ravel())
     try:
+        scalar = np.ndim(z) == 0 and not isinstance(z, (list, tuple))
+        items = [z] if scalar else list(np.asarray(z, dtype=object).ravel())
+        if any(isinstance(v, (list, tuple)) for v in items):  # a ragged list
+            raise ValueError
         pts = [mpmath.mpmathify(v.item() if isinstance(v, np.generic) else v) for v in items]
     except (TypeError, ValueError, OverflowError):
         raise ParameterError("z", "finite complex numbers", z) from None
@@ -231,7 +243,7 @@ class MarchenkoPastur:
 
     def density(self, x) -> np.ndarray:
         """Density of the absolutely continuous part on (a, b); 0 elsewhere (double)."""
-        x = np.asarray(x, dtype=float)
+        x = _real_array("x", x)
         a, b = self.edges
         inside = (x > a) & (x < b)
         with np.errstate(invalid="ignore", divide="ignore"):
@@ -410,7 +422,7 @@ class GeneralizedMarchenkoPastur:
         At ``x = 0`` exactly, when the law is singular there (an atom of mass ``.atom``, or
         ``ratio = 1``), 0 is returned.
         """
-        x = np.asarray(x, dtype=float)
+        x = _real_array("x", x)
         if not np.all(np.isfinite(x)):
             raise ParameterError("x", "finite real numbers", float(x[~np.isfinite(x)].flat[0]))
         at0 = (x == 0) & (self._zero_singular(False))

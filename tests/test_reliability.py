@@ -302,3 +302,41 @@ def test_fuzz_reproducers_fourth_batch(tmp_path):
     assert one_line_error(code, err, status=3) and len(err) < 300
     code, out, err, _ = run("rf-dsm", "--psi-p", "1.9", "--tau", "1", "--spectrum", "powerlaw:0.9", "--json")
     assert code == 0 and "nan" not in out and "k0" not in out
+
+
+@pytest.mark.parametrize("call,name", [
+    (lambda r: r.rf_dsm(psi_n=1.0, psi_p=-10**400, m=1, t=0.5, lam=0.1), "psi_p"),
+    (lambda r: r.rf_dsm(psi_n=1.0, psi_p=1.0, m="inf", t=0.5, lam=0.1), "m"),
+    (lambda r: r.rf_dsm(psi_n=1.0, psi_p=1.0, m=10**400, t=0.5, lam=0.1), "m"),
+    (lambda r: r.rf_dsm(psi_n=4.8, psi_p=0.09, m=3, t=[], lam=0.001), "psi_n, psi_p, m, t, lam, tau"),
+    (lambda r: r.ldm(n_over_d=2.0, tau="1"), "tau"),
+    (lambda r: r.ldm(n_over_d=2.0, T="100"), "T"),
+    (lambda r: r.ldm(n_over_d=2.0, d="10"), "d"),
+    (lambda r: r.ldm(n_over_d=2.0, tau=1 + 1j), "tau"),
+    (lambda r: r.ldm(n_over_d=[1.0, 1.0], d=42, mean_norm=[1.0, 0.0, 0.5]),
+     "n_over_d, lam, tau, mean_norm, beta_min, beta_max"),
+    (lambda r: r.ldm(n_over_d=1.0, d=10**9, spectrum="powerlaw:1.3", lam=0.1, T=1), "d"),
+    (lambda r: r.parse_spectrum("powerlaw:0.5").rf_dsm_eigenvalues(10**12), "d"),
+    (lambda r: r.MarchenkoPastur(1.0).density(1 + 1j), "x"),
+    (lambda r: r.GeneralizedMarchenkoPastur([0.3, 0.1], 39.0).stieltjes([[1, 2], [3]], dps=31), "z"),
+    (lambda r: r.feature_spectrum(12 + 0.03j, psi_n=[[1], [2, 3]], psi_p=1.0, m=6, t=0.02), "psi_n"),
+    (lambda r: r.coefficients("gelu", 0.03, s2=-10**400), "s2"),
+    (lambda r: r.simulate_rf_dsm(psi_n=0.1, psi_p=0.3, m=3, t=1.0, lam=1e-8, d=9, tau=[[1], [2, 3]]), "tau"),
+])
+def test_fuzz_reproducers_fifth_batch(call, name):
+    import rmtsolve
+
+    with pytest.raises(ParameterError) as e:
+        call(rmtsolve)
+    assert e.value.name == name
+
+
+def test_kernel_limit_at_high_precision_for_isotropic_data():
+    a = rf_dsm(psi_n=3.663, psi_p=math.inf, m=5, t=1.0, lam=0.0, dps=30)
+    b = rf_dsm(psi_n=3.663, psi_p=math.inf, m=5, t=1.0, lam=0.0)
+    assert float(a.test_error) == pytest.approx(float(b.test_error), rel=1e-12)
+
+
+def test_rf_dsm_failure_at_extreme_input_prints_one_line():
+    code, _, err, _ = run("rf-dsm", "--psi-n", "1e-300", "--psi-p", "0.5", "--json")
+    assert (code == 0 and not err) or one_line_error(code, err, status=3)

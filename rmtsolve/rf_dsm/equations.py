@@ -233,9 +233,10 @@ class KernelSystem:
     Evaluation is point by point (Python scalars or mpmath numbers), vectorised over the nodes.
     """
 
-    def __init__(self, system):
-        if isinstance(system, IsotropicSystem):
-            self.nodes, self.weights, self._mp = np.ones(1), np.ones(1), False
+    def __init__(self, system, mp: bool = False):
+        if isinstance(system, IsotropicSystem):  # one node, 1 (an mpf at high precision)
+            one = mpmath.mpf(1)
+            self.nodes, self.weights, self._mp = ([one], [one], True) if mp else (np.ones(1), np.ones(1), False)
         else:
             self.nodes, self.weights, self._mp = system.nodes, system.weights, system._mp
         self.discrete = system.discrete

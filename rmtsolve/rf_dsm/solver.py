@@ -22,7 +22,7 @@ import numpy as np
 
 from .._backend import MATH, NUMPY, check_dps, mp_namespace
 from .._results import GridResult
-from ..errors import ConvergenceError, ParameterError, check_range
+from ..errors import ConvergenceError, ParameterError, check_range, has_text
 from ..population import parse_spectrum
 from .equations import IsotropicSystem, KernelSystem, system_for
 from .flow import check_flow_mp_cost, flow_errors_mp, flow_mp_is_ridge, solve_flow
@@ -191,6 +191,8 @@ def rf_dsm(*, psi_n, psi_p, m, t, lam, activation="relu", tau=None, dps=None,
         raise ParameterError("psi_n, psi_p, m, t, lam, tau", "arrays of broadcastable shapes",
                              [np.shape(a) for a in (psi_n, psi_p, m, t, lam, tau)]) from None
     shape = psi_n.shape
+    if psi_n.size == 0:
+        raise ParameterError("psi_n, psi_p, m, t, lam, tau", "non-empty", None)
     system = system_for(spec)
     if dps is not None and tau is not None and not np.all(np.isinf(tau_b) | np.isinf(psi_p)):
         check_flow_mp_cost(system, dps)
@@ -225,9 +227,12 @@ def rf_dsm(*, psi_n, psi_p, m, t, lam, activation="relu", tau=None, dps=None,
     for part, fun in ((~kern, solve), (kern, _solve_kernel_points)):
         if not part.any():
             continue
-        r = fun(system, tuple(x[part] for x in args), tau_sel[part] if tau is not None else None, on_error,
-                coeff_mp={c.t_key: c for c in co}, dps=dps, raw=tuple(x.ravel()[sel][part] for x in (
-                    psi_n, psi_p, iota, t, lam)))
+        # extreme inputs overflow on the way (e.g. psi_n = 1e-300); the residual and finiteness
+        # checks turn that into ConvergenceError, so numpy's warnings would only precede the message
+        with np.errstate(all="ignore"):
+            r = fun(system, tuple(x[part] for x in args), tau_sel[part] if tau is not None else None, on_error,
+                    coeff_mp={c.t_key: c for c in co}, dps=dps, raw=tuple(x.ravel()[sel][part] for x in (
+                        psi_n, psi_p, iota, t, lam)))
         idx = np.unravel_index(sel[part], grid)
         ok = ~r["failed"]
         for key in ("test", "train"):
@@ -271,7 +276,7 @@ def _solve_kernel_points(system, args, tau, on_error, *, coeff_mp, dps, raw):
     worst, total = 0.0, 0
     with mpmath.workdps((dps or 15) + 10):
         f = mp_namespace(dps + 10) if mp else MATH
-        ksys = KernelSystem(system.with_precision(dps + 10) if mp else system)
+        ksys = KernelSystem(system.with_precision(dps + 10) if mp else system, mp)
         tol = mpmath.mpf(10) ** (-(dps + 3)) if mp else 1e-13
         cast = _mpf if mp else float
         for i in range(n):
@@ -376,6 +381,8 @@ def _solve_points(system, args, tau, on_error, **_):
 def iota_of(m):
     """iota = 1/m (0 for m = inf), checking that m is an integer >= 1 or inf."""
     try:
+        if has_text(m):  # numpy would read 'inf' as inf
+            raise TypeError
         arr = np.asarray(m, dtype=float)
     except (TypeError, ValueError, OverflowError):
         raise ParameterError("m", "an integer >= 1 or inf", m) from None
