@@ -340,3 +340,14 @@ def test_kernel_limit_at_high_precision_for_isotropic_data():
 def test_rf_dsm_failure_at_extreme_input_prints_one_line():
     code, _, err, _ = run("rf-dsm", "--psi-n", "1e-300", "--psi-p", "0.5", "--json")
     assert (code == 0 and not err) or one_line_error(code, err, status=3)
+
+
+def test_ldm_with_millions_of_distinct_eigenvalues_is_refused_before_allocating(monkeypatch):
+    import rmtsolve._resources as res
+
+    monkeypatch.setattr(res, "available_bytes", lambda: 8 * 2**30)
+    vals = np.linspace(0.1, 2.0, 500_000)
+    t0 = time.perf_counter()
+    with pytest.raises(ParameterError) as e:
+        ldm(n_over_d=2.0, lam=0.01, d=vals.size, spectrum=vals)
+    assert e.value.name == "spectrum, d" and "GB" in str(e.value) and time.perf_counter() - t0 < 5
