@@ -351,3 +351,14 @@ def test_ldm_with_millions_of_distinct_eigenvalues_is_refused_before_allocating(
     with pytest.raises(ParameterError) as e:
         ldm(n_over_d=2.0, lam=0.01, d=vals.size, spectrum=vals)
     assert e.value.name == "spectrum, d" and "GB" in str(e.value) and time.perf_counter() - t0 < 5
+
+
+def test_rf_dsm_spectrum_beyond_double_range_is_refused():
+    from rmtsolve import simulate_rf_dsm
+
+    for call in (lambda: rf_dsm(psi_n=1, psi_p=0.5, m=1, t=1.0, lam=1e-3, spectrum=[1e-200, 1e200], tau=2.4),
+                 lambda: simulate_rf_dsm(psi_n=1.4, psi_p=0.5, m=1, t=1.0, lam=1e-8, d=22, seeds=2,
+                                         spectrum=[1e200, 1.9e-215, 1.0])):
+        with pytest.raises(ParameterError) as e:
+            call()
+        assert e.value.name == "spectrum"

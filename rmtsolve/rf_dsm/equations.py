@@ -27,6 +27,8 @@ import numpy as np
 
 from .._backend import NUMPY
 from .._generated import rf_dsm as _eq
+from ..errors import ParameterError
+from ..population import parse_spectrum
 
 _SCALAR_NODES = 8  # up to this many nodes a scalar evaluation loops in Python (no numpy overhead)
 
@@ -210,6 +212,19 @@ class AnisotropicSystem:
         ell = self.nodes.reshape((-1,) + (1,) * t.ndim)
         out = np.tensordot(self.weights, _eq.test_error_floor(ell, t, _f=NUMPY), axes=([0], [0]))
         return out if t.ndim else float(out)
+
+
+EIGENVALUE_MAX = 1e100
+
+
+def rf_dsm_spectrum(spectrum):
+    """Parse ``spectrum`` for RF-DSM: eigenvalues up to 1e100, since their squares (and the
+    preactivation variance's) enter the equations and must stay within double precision."""
+    spec = parse_spectrum(spectrum)
+    if spec.kind == "values" and float(np.max(spec.values)) > EIGENVALUE_MAX:
+        raise ParameterError("spectrum", f"eigenvalues <= {EIGENVALUE_MAX:g} for RF-DSM (their squares enter "
+                             "the equations)", f"{spec.label}: max {float(np.max(spec.values)):.3g}")
+    return spec
 
 
 def system_for(spectrum):

@@ -33,7 +33,7 @@ import numpy as np
 from .._results import ShortRepr
 from .._resources import check_memory
 from ..errors import ParameterError, check_integer, check_scalar
-from ..population import parse_spectrum
+from .equations import rf_dsm_spectrum
 from .solver import T_MAX
 
 
@@ -87,7 +87,7 @@ def generate_rf_dsm(*, psi_n: float, psi_p: float, m, lam: float, K: int = 500, 
         if isinstance(v, bool) or int(v) != v or v < low:
             raise ParameterError(name, f"an integer >= {low}", v)
     act = resolve_activation(activation)
-    spec = parse_spectrum(spectrum)
+    spec = rf_dsm_spectrum(spectrum)
     n, p = max(1, round(psi_n * d)), max(1, round(psi_p * d))
     check_memory("d, psi_p", 8.0 * (3 * p * d + 2 * p * p + (n * int(m) + K + n_test) * (p + d) + K * n),
                  f"generation at d = {d} with p = {p}")

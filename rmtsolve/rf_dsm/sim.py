@@ -19,7 +19,7 @@ import numpy as np
 from .._results import ShortRepr
 from ..errors import check_integer, check_scalar
 from .._resources import check_memory
-from ..population import parse_spectrum
+from .equations import rf_dsm_spectrum
 from .solver import T_MAX
 
 _CHUNK_BYTES = 256 * 2**20  # feature-chunk budget
@@ -96,7 +96,7 @@ def simulate_rf_dsm(*, psi_n: float, psi_p: float, m, t: float, lam: float, acti
     if n_test is not None:
         n_test = check_integer("n_test", n_test, low=1)
     act = resolve_activation(activation)
-    spec = parse_spectrum(spectrum)
+    spec = rf_dsm_spectrum(spectrum)
     n, p = max(1, round(psi_n * d)), max(1, round(psi_p * d))
     # in floats: p and n may be integers far beyond double precision's range
     check_memory("d, psi_n, psi_p", _memory_estimate(float(d), psi_n * d, psi_p * d, float(m), lam, tau),

@@ -23,8 +23,7 @@ import numpy as np
 from .._backend import MATH, NUMPY, check_dps, mp_namespace
 from .._results import GridResult
 from ..errors import ConvergenceError, ParameterError, check_range, has_text
-from ..population import parse_spectrum
-from .equations import IsotropicSystem, KernelSystem, system_for
+from .equations import IsotropicSystem, KernelSystem, rf_dsm_spectrum, system_for
 from .flow import check_flow_mp_cost, flow_errors_mp, flow_mp_is_ridge, solve_flow
 from .numerics import (TOL, continue_point, empirical_shift, errors, kernel_errors, kernel_point, lam_floor,
                        newton_grid, newton_point, physical, raise_unconverged, solve3, solve_grid, solve_grid_linear)
@@ -170,7 +169,7 @@ def rf_dsm(*, psi_n, psi_p, m, t, lam, activation="relu", tau=None, dps=None,
     dps = check_dps(dps)
     if on_error not in ("raise", "nan"):
         raise ParameterError("on_error", '"raise" or "nan"', on_error)
-    spec = parse_spectrum(spectrum)
+    spec = rf_dsm_spectrum(spectrum)
     if spec.kind == "powerlaw":
         spec.law()  # K < 1 for the d -> inf law
     if tau is not None:

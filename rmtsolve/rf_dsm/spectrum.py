@@ -21,8 +21,7 @@ import numpy as np
 from .._results import ShortRepr
 from .._backend import NUMPY
 from ..errors import ConvergenceError, ParameterError, check_scalar
-from ..population import parse_spectrum
-from .equations import system_for
+from .equations import rf_dsm_spectrum, system_for
 from .numerics import continue_complex_point, descend, newton_complex
 from .solver import T_MAX, coefficient_arrays, iota_of
 
@@ -75,7 +74,7 @@ def feature_spectrum(z, *, psi_n: float, psi_p: float, m, t: float, activation="
         raise ParameterError("z", "complex numbers (an array of one shape) with Im z >= 0", z) from None
     if not np.all(np.isfinite(zz)) or np.any(zz.imag < 0):
         raise ParameterError("z", "finite with Im z >= 0", None)
-    spec = parse_spectrum(spectrum)
+    spec = rf_dsm_spectrum(spectrum)
     system = system_for(spec)
     co, (mu1, mus2, mue2) = coefficient_arrays(activation, np.asarray(float(t)), spec.s2, None)
     c = co[0].c
