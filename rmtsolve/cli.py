@@ -23,8 +23,13 @@ class _Parser(argparse.ArgumentParser):
     """argparse with the one-line bad-input message and exit status 2 of conventions section 3."""
 
     def error(self, message):
-        sys.stderr.write(f"rmtsolve: error: {message}\n")
+        sys.stderr.write(f"rmtsolve: error: {_one_line(message)}\n")
         raise SystemExit(2)
+
+
+def _one_line(message) -> str:
+    """The message on one line: arguments may carry newlines or tabs of their own."""
+    return " ".join(str(message).split())
 
 
 def _real(text: str) -> float:
@@ -528,10 +533,10 @@ def main(argv=None) -> int:
     try:
         status = COMMANDS[args.command](args)
     except ParameterError as e:
-        sys.stderr.write(f"rmtsolve: error: {e}\n")
+        sys.stderr.write(f"rmtsolve: error: {_one_line(e)}\n")
         return 2
     except ConvergenceError as e:
-        sys.stderr.write(f"rmtsolve: did not converge: {e}\n")
+        sys.stderr.write(f"rmtsolve: did not converge: {_one_line(e)}\n")
         return 3
     except BrokenPipeError:
         return 0

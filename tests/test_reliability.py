@@ -362,3 +362,8 @@ def test_rf_dsm_spectrum_beyond_double_range_is_refused():
         with pytest.raises(ParameterError) as e:
             call()
         assert e.value.name == "spectrum"
+
+
+def test_error_messages_stay_on_one_line_whatever_the_arguments():
+    code, _, err, _ = run("mp", "extra", ":S#\nC\t", ")")
+    assert one_line_error(code, err)
