@@ -20,14 +20,14 @@ def _npq(p, q):
 
 
 NUMPY = types.SimpleNamespace(
-    name="numpy", sqrt=np.sqrt, log=np.log, exp=np.exp, erf=_sps.erf, pi=np.pi, j=1j,
+    name="numpy", sqrt=np.sqrt, log=np.log, exp=np.exp, expm1=np.expm1, erf=_sps.erf, pi=np.pi, j=1j,
     q=_npq, abs=np.abs, eps=np.finfo(float).eps, dps=15,
 )
 
 
 # Python floats one point at a time: far less per-operation overhead than numpy scalars.
 MATH = types.SimpleNamespace(
-    name="math", sqrt=math.sqrt, log=math.log, exp=math.exp, erf=math.erf, pi=math.pi, j=1j,
+    name="math", sqrt=math.sqrt, log=math.log, exp=math.exp, expm1=math.expm1, erf=math.erf, pi=math.pi, j=1j,
     q=_npq, abs=abs, eps=np.finfo(float).eps, dps=15,
 )
 
@@ -35,7 +35,7 @@ MATH = types.SimpleNamespace(
 def mp_namespace(dps: int) -> types.SimpleNamespace:
     """Namespace evaluating in mpmath; call inside ``mpmath.workdps(dps)``."""
     return types.SimpleNamespace(
-        name="mpmath", sqrt=mpmath.sqrt, log=mpmath.log, exp=mpmath.exp, erf=mpmath.erf,
+        name="mpmath", sqrt=mpmath.sqrt, log=mpmath.log, exp=mpmath.exp, expm1=mpmath.expm1, erf=mpmath.erf,
         pi=mpmath.pi, j=mpmath.mpc(0, 1), q=lambda p, q: mpmath.mpf(p) / q, abs=abs,
         eps=mpmath.mpf(10) ** (-dps), dps=dps,
     )

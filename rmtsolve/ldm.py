@@ -95,7 +95,7 @@ from ._results import GridResult
 from .errors import ConvergenceError, ParameterError, check_integer, check_range
 from .population import Population, parse_spectrum
 
-_F = types.SimpleNamespace(**vars(NUMPY), logaddexp=np.logaddexp, expm1=np.expm1, log1p=np.log1p)
+_F = types.SimpleNamespace(**vars(NUMPY), logaddexp=np.logaddexp, log1p=np.log1p)
 _H = np.pi / 4  # contour angle: Gamma+ runs on arg z = pi/4 between the two real crossings
 _GL_X, _GL_W = np.polynomial.legendre.leggauss(10)
 _U_MIN_LOG = math.log(1e-13)  # continuum power law: quantiles u below this form one atom

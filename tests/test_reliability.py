@@ -367,3 +367,22 @@ def test_rf_dsm_spectrum_beyond_double_range_is_refused():
 def test_error_messages_stay_on_one_line_whatever_the_arguments():
     code, _, err, _ = run("mp", "extra", ":S#\nC\t", ")")
     assert one_line_error(code, err)
+
+
+def test_flow_for_a_vanishing_time_is_untrained_and_quick():
+    t0 = time.perf_counter()
+    r = rf_dsm(psi_n=1, psi_p=0.484, m=1, t=0.5, lam=1, activation="tanh", tau=1e-300, spectrum=[0.0, 1.0, 2.0])
+    assert float(r.test_error) == 1.0 and float(r.train_error) == 1.0 and list(r.test_error_by_eigenvalue) == [1.0] * 3
+    near = rf_dsm(psi_n=1, psi_p=0.484, m=1, t=0.5, lam=1, activation="tanh", tau=1e-12, spectrum=[0.0, 1.0, 2.0])
+    assert float(near.test_error) == pytest.approx(1.0, abs=1e-10) and time.perf_counter() - t0 < 10
+
+
+def test_empirical_score_error_at_tiny_diffusion_time_is_finite():
+    r = rf_dsm(psi_n=1, psi_p=2, m=1, t=1e-300, lam=1e-3)
+    assert math.isfinite(float(r.empirical_score_error)) and float(r.empirical_score_error) > 1e299
+
+
+def test_generation_with_one_training_point_is_refused():
+    code, _, err, _ = run("simulate", "rf-dsm", "--d", "2", "--psi-n", "0.06", "--psi-p", "1", "--generate", "7",
+                          "--steps", "4", "--seeds", "1")
+    assert one_line_error(code, err) and "psi_n" in err

@@ -22,7 +22,8 @@ from .._backend import MATH, NUMPY, mp_namespace
 from .._generated import rf_dsm_flow as _eq
 from ..errors import ConvergenceError, ParameterError
 from .equations import AnisotropicSystem
-from .numerics import TOL, continue_point, errors, loss_derivatives, newton_complex, raise_unconverged, solve3
+from .numerics import (TOL, continue_point, errors, lam_start, loss_derivatives, newton_complex, raise_unconverged,
+                       solve3)
 
 _ORDERS = (12, 16)  # Talbot parameters M (2M - 1 nodes): ~0.6 M digits, rounding ~ e^{2M/5}
 _AGREE = 1e-6  # the two orders must agree to this (relative)
@@ -91,8 +92,25 @@ def reports_by_eigenvalue(system) -> bool:
     return isinstance(system, AnisotropicSystem) and system.discrete
 
 
+def flow_is_untrained(system, tau, a, digits: int = 17) -> bool:
+    """tau (s + lam) < 10^-digits for every eigenvalue s of U (``lam_start`` bounds them from
+    above): B(tau) = 0 to that precision, so test = train = 1.  The Talbot contour would need
+    ridges of order 1/tau there (beyond double range for tau ~ 1e-300)."""
+    psi_n, psi_p, _, _, lam, mu1, mus2, mue2 = (float(x) for x in a)
+    return tau * (lam + lam_start(psi_n, psi_p, mu1, mus2, mue2, system.s2)) < 10.0 ** -digits
+
+
+def _untrained(system, one):
+    """(test, train, residual, cross, by eigenvalue) of B = 0: the target's variance, 1."""
+    by = [one] * len(system.nodes) if reports_by_eigenvalue(system) else None
+    return one, one, 0.0, 0 * one, by
+
+
 def _flow_point(system, tau, a):
-    """One flow point; the ridge solution once e^{-tau (s + lam)} is below double precision."""
+    """One flow point; the ridge solution once e^{-tau (s + lam)} is below double precision,
+    B = 0 once tau (s + lam) is."""
+    if flow_is_untrained(system, tau, a):
+        return _untrained(system, 1.0)
     if tau * a[4] > 40:  # e^{-tau (s + lam)} < 1e-17 (or tau = inf): the ridge solution
         u, res, _, ok = continue_point(system, a, MATH, TOL)
         if not ok:
@@ -204,6 +222,8 @@ def flow_errors_mp(system, tau, a: tuple, a_double: tuple, dps: int):
     the products of two weights (up to e^{4M/5}).  Two orders must agree to 10^{-dps} (relative to max(1, |value|)),
     else ConvergenceError.
     """
+    if flow_is_untrained(system, float(tau), a_double, dps + 5):
+        return _untrained(system, mpmath.mpf(1))
     orders = _mp_orders(dps)
     wp = _mp_working_dps(dps)
     results = [_flow_terms_mp(system, tau, a, a_double, M, wp) for M in orders]

@@ -34,7 +34,7 @@ from .._results import ShortRepr
 from .._resources import check_memory
 from ..errors import ParameterError, check_integer, check_scalar
 from .equations import rf_dsm_spectrum
-from .solver import T_MAX
+from .solver import PSI_MAX, T_MAX
 
 
 @dataclasses.dataclass(frozen=True, repr=False)
@@ -79,16 +79,18 @@ def generate_rf_dsm(*, psi_n: float, psi_p: float, m, lam: float, K: int = 500, 
     from .sim import empirical_score
 
     for name, v in (("psi_n", psi_n), ("psi_p", psi_p), ("lam", lam), ("t0", t0), ("T", T)):
-        check_scalar(name, v, low=0, low_open=True, high=T_MAX if name in ("t0", "T") else None)
+        check_scalar(name, v, low=0, low_open=True, high={"t0": T_MAX, "T": T_MAX, "psi_n": PSI_MAX,
+                                                          "psi_p": PSI_MAX}.get(name))
     if not T > t0:
         raise ParameterError("T", f"> t0 = {t0:g}", T)
     m = check_integer("m", m, low=1, allowed="a finite integer >= 1 for simulations")
-    for name, v, low in (("d", d, 2), ("K", K, 2), ("seeds", seeds, 1), ("steps", steps, 2), ("n_test", n_test, 1)):
-        if isinstance(v, bool) or int(v) != v or v < low:
-            raise ParameterError(name, f"an integer >= {low}", v)
+    d, K, seeds, steps, n_test = (check_integer(name, v, low=low) for name, v, low in (
+        ("d", d, 2), ("K", K, 2), ("seeds", seeds, 1), ("steps", steps, 2), ("n_test", n_test, 1)))
     act = resolve_activation(activation)
     spec = rf_dsm_spectrum(spectrum)
     n, p = max(1, round(psi_n * d)), max(1, round(psi_p * d))
+    if n < 2:  # the memorised fraction compares each sample's two nearest training points
+        raise ParameterError("psi_n, d", "such that n = round(psi_n d) >= 2 for generation", psi_n * d)
     check_memory("d, psi_p", 8.0 * (3 * p * d + 2 * p * p + (n * int(m) + K + n_test) * (p + d) + K * n),
                  f"generation at d = {d} with p = {p}")
     ell = spec.rf_dsm_eigenvalues(int(d))

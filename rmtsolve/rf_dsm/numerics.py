@@ -421,4 +421,4 @@ def kernel_errors(ksys, y, a, f, by_eigenvalue=False):
 def empirical_shift(s2, t, f):
     """2 e^{-2t} s2/D: the term the d -> inf empirical-score error adds besides the cross term
     (linear in the eigenvalue, so taken with the exact mean s2 rather than a quadrature)."""
-    return 2 * s2 * f.exp(-2 * t) / (1 - f.exp(-2 * t))
+    return 2 * s2 * f.exp(-2 * t) / -f.expm1(-2 * t)  # expm1: D keeps its digits at tiny t
