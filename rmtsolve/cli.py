@@ -100,6 +100,14 @@ _SPECTRUM_HELP = ("population spectrum of the data covariance Sigma: isotropic (
                   "eigenvalues >= 0 (equally weighted; zeros: data on a subspace; not renormalised)")
 
 
+def _scaleout_flags(p: argparse.ArgumentParser):
+    p.add_argument("--jobs", type=_int(1), default=None, metavar="N",
+                   help="run the seeds on N local worker processes (Dask; the distributed extra); "
+                        "the serial numbers bit for bit (default: serial)")
+    p.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                   help="run the seeds on an existing Dask cluster, e.g. tcp://127.0.0.1:8786 (not with --jobs)")
+
+
 def _ldm_flags(p: argparse.ArgumentParser):
     p.add_argument("--n-over-d", type=_real, default=2.0, help="N/d > 0 (default 2)")
     p.add_argument("--spectrum", default="isotropic", help="isotropic | powerlaw:K | file:PATH")
@@ -180,12 +188,17 @@ def build_parser() -> argparse.ArgumentParser:
     sp_.add_argument("--t0", type=_real, default=0.01, help="with --generate: smallest time (default 0.01)")
     sp_.add_argument("--T", type=_real, default=5.0, help="with --generate: largest time (default 5)")
     sp_.add_argument("--steps", type=_int(2), default=60, help="with --generate: time-grid points (default 60)")
+    _scaleout_flags(sp_)
+    sp_.add_argument("--backend", default="numpy",
+                     help="array library of each seed's linear algebra: numpy (default), cupy, torch or "
+                          "array_api_strict (needs the gpu extra); the same numbers up to rounding")
     _common(sp_, dps=False)
     sp_ = ssub.add_parser("ldm", help="simulate the linear diffusion model")
     _ldm_flags(sp_)
     sp_.add_argument("--d", type=_int(1), default=100, help="dimension (default 100)")
     sp_.add_argument("--seeds", type=_int(1), default=3, help="independent repetitions (default 3)")
     sp_.add_argument("--seed", type=_int(0), default=0, help="base random seed (default 0)")
+    _scaleout_flags(sp_)
     _common(sp_, dps=False)
 
     p = sub.add_parser("sweep", help="grids of parameters to CSV / JSON lines",
@@ -356,6 +369,11 @@ def _cmd_simulate(a):
         if a.generate is not None:
             from .rf_dsm.generate import generate_rf_dsm
 
+            for flag, value, default in (("jobs", a.jobs, None), ("scheduler", a.scheduler, None),
+                                         ("backend", a.backend, "numpy")):
+                if value != default:
+                    raise ParameterError(flag, "omitted with --generate (it runs serially on numpy)", value)
+
             g = generate_rf_dsm(psi_n=a.psi_n, psi_p=a.psi_p, m=a.m, lam=a.lam, K=a.generate,
                                 activation=a.activation, spectrum=a.spectrum, d=a.d, seeds=a.seeds, seed=a.seed,
                                 t0=a.t0, T=a.T, steps=a.steps).as_dict()
@@ -363,11 +381,12 @@ def _cmd_simulate(a):
             return
         r = simulate_rf_dsm(psi_n=a.psi_n, psi_p=a.psi_p, m=a.m, t=a.t, lam=a.lam,
                             activation=a.activation, d=a.d, seeds=a.seeds, seed=a.seed, tau=a.tau,
-                            spectrum=a.spectrum)
+                            spectrum=a.spectrum, jobs=a.jobs, scheduler=a.scheduler, backend=a.backend)
     else:
         from .ldm_sim import simulate_ldm
 
-        r = simulate_ldm(**_ldm_kwargs(a), d=a.d, seeds=a.seeds, seed=a.seed)
+        r = simulate_ldm(**_ldm_kwargs(a), d=a.d, seeds=a.seeds, seed=a.seed, jobs=a.jobs,
+                         scheduler=a.scheduler)
     _emit(r.as_dict(), a.json)
 
 

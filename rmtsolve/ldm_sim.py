@@ -20,10 +20,11 @@ import math
 import numpy as np
 from scipy.special import logsumexp
 
+from ._parallel import check_scaleout, map_seeds
 from ._results import ShortRepr
 from ._generated import ldm as _eq
 from ._resources import check_memory
-from .errors import check_integer, not_real_scalar
+from .errors import ParameterError, check_integer, not_real_scalar
 
 # the package binds the name ``ldm`` to the function: take the module itself
 _ldm = importlib.import_module("rmtsolve.ldm")
@@ -111,6 +112,12 @@ def exact_law(X, sch, lam: float, tau: float, mean=None):
     return m_g, mp.log_v, c, U, mp, xbar
 
 
+def _seed_task(seed_seq, *args):
+    """One seed as a task of :func:`rmtsolve._parallel.map_seeds` (module level: workers unpickle it)."""
+    with np.errstate(all="ignore"):  # overflow shows as inf/NaN, refused by simulate_ldm with a message
+        return _one_seed(np.random.default_rng(seed_seq), *args)
+
+
 def _one_seed(rng, pop_lam, N, sch, lam, tau, mean_norm, oracle, zero, oracle_delta):
     d = pop_lam.size
     mu, E = _draw(rng, pop_lam, N, mean_norm)
@@ -175,11 +182,16 @@ def _excess(zero, oracle, c, U, inv_l, mu, proj, log_v, sch, lam, tau):
 
 def simulate_ldm(*, n_over_d: float, d: int, seeds: int, spectrum="isotropic", lam: float = 0.0,
                  tau: float | None = None, T: int = 1000, beta_min: float = 1e-4,
-                 beta_max: float = 1e-2, mean_norm: float = 0.0, seed: int = 0) -> LDMSimulation:
+                 beta_max: float = 1e-2, mean_norm: float = 0.0, seed: int = 0, jobs: int | None = None,
+                 scheduler: str | None = None, backend="numpy") -> LDMSimulation:
     """Exact sampler law on ``seeds`` independent training sets of N = round(n_over_d d) samples.
 
-    Parameters are scalars with the meaning of :func:`rmtsolve.ldm.ldm` (``d`` required);
-    ``seed`` seeds numpy's generator.  Returns means and standard errors over seeds.
+    Parameters are scalars with the meaning of :func:`rmtsolve.ldm.ldm` (``d`` required).
+    Seed i draws from child i of ``numpy.random.SeedSequence(seed).spawn(seeds)``, so the
+    seeds are independent tasks: ``jobs`` runs them on a local Dask cluster of that many
+    worker processes, ``scheduler`` on an existing one (the ``distributed`` extra), with the
+    numbers of the serial run (None or 1, the default) bit for bit.  ``backend`` must be
+    "numpy": this simulator has no GPU path.  Returns means and standard errors over seeds.
     """
     for name, v in (("n_over_d", n_over_d), ("lam", lam), ("tau", tau), ("beta_min", beta_min),
                     ("beta_max", beta_max), ("mean_norm", mean_norm)):
@@ -192,6 +204,9 @@ def simulate_ldm(*, n_over_d: float, d: int, seeds: int, spectrum="isotropic", l
         raise _ldm.ParameterError("d", "an integer >= 1 for a simulation", d)
     seeds = check_integer("seeds", seeds, low=1)
     seed = check_integer("seed", seed, low=0)
+    jobs = check_scaleout(jobs, scheduler)
+    if backend is not np and not (isinstance(backend, str) and backend.strip().lower() == "numpy"):
+        raise ParameterError("backend", "numpy (the LDM simulator runs on numpy only)", backend)
     tau = float(tau_arr)
     N = _ldm.sample_size(n_over_d, d)
     _ldm.check_degenerate(N - 1, d, lam, tau, "N <= d + 1")
@@ -201,13 +216,12 @@ def simulate_ldm(*, n_over_d: float, d: int, seeds: int, spectrum="isotropic", l
     pop = _ldm.population(spectrum, d)
     pop_lam = np.broadcast_to(pop.lam, (d,)).astype(float)
     sch = _ldm.Schedule.linear(T, beta_min, beta_max)
-    oracle = _ldm.maps(pop_lam, sch, lam, tau, errors=False)
-    zero = _ldm._zero_maps(_ldm._DOUBLE, sch, lam, tau)
-    dvo, dro, _ = _ldm._delta_maps(_ldm._DOUBLE, pop_lam, sch, lam, tau, zero[1])
-    rng = np.random.default_rng(seed)
-    with np.errstate(all="ignore"):  # overflow shows as inf/NaN, refused below with a message
-        runs = [_one_seed(rng, pop_lam, N, sch, lam, tau, mean_norm, oracle, zero, (oracle, dvo, dro))
-                for _ in range(int(seeds))]
+    with np.errstate(all="ignore"):  # overflow shows as inf/NaN in the outputs, refused below
+        oracle = _ldm.maps(pop_lam, sch, lam, tau, errors=False)
+        zero = _ldm._zero_maps(_ldm._DOUBLE, sch, lam, tau)
+        dvo, dro, _ = _ldm._delta_maps(_ldm._DOUBLE, pop_lam, sch, lam, tau, zero[1])
+    runs = map_seeds(_seed_task, [(ss, pop_lam, N, sch, lam, tau, mean_norm, oracle, zero, (oracle, dvo, dro))
+                                  for ss in np.random.SeedSequence(seed).spawn(seeds)], jobs, scheduler)
     mean, err, samples = {}, {}, {}
     for k in runs[0]:
         vals = np.array([r[k] for r in runs], dtype=float)

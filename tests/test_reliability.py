@@ -260,7 +260,7 @@ def test_ldm_failure_at_extreme_input_prints_one_line():
     (lambda r: r.rf_dsm(psi_n=[1.0, "2"], psi_p=1.0, m=6, t=1.0, lam=0.1), "psi_n"),
     (lambda r: r.simulate_ldm(n_over_d=1.7976931348623157e308, d=20, seeds=2), "n_over_d, d"),
     (lambda r: r.simulate_ldm(n_over_d=1e12, d=20, seeds=2), "n_over_d, d, T"),
-    (lambda r: r.simulate_rf_dsm(psi_n=1, psi_p=1e300, m=1, t=0.5, lam=1e-3, d=2, seeds=2), "d, psi_n, psi_p"),
+    (lambda r: r.simulate_rf_dsm(psi_n=1, psi_p=1e300, m=1, t=0.5, lam=1e-3, d=2, seeds=2), "psi_p"),
     (lambda r: r.simulate_rf_dsm(psi_n=1e12, psi_p=1, m=1, t=0.5, lam=1e-3, d=30, seeds=2), "d, psi_n, psi_p"),
     (lambda r: r.optimize_rf_dsm(over="tau", psi_n=10.37, psi_p=1.064, m=2, t=5.6e16, lam=0.01), "t"),
     (lambda r: r.rf_dsm(psi_n=1, psi_p=1, m=float("inf"), t=400.0, lam=0.01), "t"),
@@ -386,3 +386,11 @@ def test_generation_with_one_training_point_is_refused():
     code, _, err, _ = run("simulate", "rf-dsm", "--d", "2", "--psi-n", "0.06", "--psi-p", "1", "--generate", "7",
                           "--steps", "4", "--seeds", "1")
     assert one_line_error(code, err) and "psi_n" in err
+
+
+def test_ridgeless_underparameterised_continuum_point_at_high_precision_is_quick():
+    t0 = time.perf_counter()
+    hi = rf_dsm(psi_n=9.971, psi_p=0.15, m=3, t=1.804, lam=0.0, spectrum="powerlaw:0.9987", dps=30)
+    lo = rf_dsm(psi_n=9.971, psi_p=0.15, m=3, t=1.804, lam=0.0, spectrum="powerlaw:0.9987")
+    assert float(hi.test_error) == pytest.approx(float(lo.test_error), rel=1e-10)
+    assert time.perf_counter() - t0 < 20  # was 22 s (a ridge descent in steps of two decades)

@@ -16,11 +16,12 @@ import math
 
 import numpy as np
 
+from .._parallel import array_backend, check_scaleout, map_seeds
 from .._results import ShortRepr
-from ..errors import check_integer, check_scalar
+from ..errors import ParameterError, check_integer, check_scalar
 from .._resources import check_memory
 from .equations import rf_dsm_spectrum
-from .solver import T_MAX
+from .solver import PSI_MAX, T_MAX
 
 _CHUNK_BYTES = 256 * 2**20  # feature-chunk budget
 
@@ -70,7 +71,8 @@ class RFDSMSimulation(ShortRepr):
 
 def simulate_rf_dsm(*, psi_n: float, psi_p: float, m, t: float, lam: float, activation="relu",
                     d: int = 200, seeds: int = 3, seed: int = 0, n_test: int | None = None,
-                    tau: float | None = None, spectrum="isotropic") -> RFDSMSimulation:
+                    tau: float | None = None, spectrum="isotropic", jobs: int | None = None,
+                    scheduler: str | None = None, backend="numpy") -> RFDSMSimulation:
     """Simulate RF-DSM at dimension d with n = round(psi_n d), p = round(psi_p d).
 
     spectrum: the population spectrum of Sigma (as in :func:`rmtsolve.rf_dsm`), discretised
@@ -80,11 +82,19 @@ def simulate_rf_dsm(*, psi_n: float, psi_p: float, m, t: float, lam: float, acti
     (the theory's m -> inf limit is checked against large finite m instead).
     tau: gradient-flow time from B = 0, B(tau) = B_ridge (I - exp(-tau (U + lam))) with
     U = Phi^T Phi/(n m), computed exactly in the eigenbasis of U (None: converged).
+    jobs: worker processes of a local Dask cluster, one seed per task (None or 1: serial in
+    this process); scheduler: the address of an existing Dask cluster instead (not with jobs);
+    both need the ``distributed`` extra and give the serial numbers bit for bit where the
+    workers use the serial run's BLAS threading (conventions 1.6; ``jobs`` workers do).
+    backend: the array namespace of each seed's linear algebra, "numpy" (default), "cupy",
+    "torch", "array_api_strict" or a namespace module (the ``gpu`` extra).  Random numbers
+    are drawn on the host with numpy, so every backend sees the same draws; the activation
+    is applied on the host too (the preactivations make a round trip, the known cost).
     """
     from ..activations import resolve_activation
 
-    psi_n = check_scalar("psi_n", psi_n, low=0, low_open=True)
-    psi_p = check_scalar("psi_p", psi_p, low=0, low_open=True)
+    psi_n = check_scalar("psi_n", psi_n, low=0, low_open=True, high=PSI_MAX)
+    psi_p = check_scalar("psi_p", psi_p, low=0, low_open=True, high=PSI_MAX)
     t = check_scalar("t", t, low=0, high=T_MAX, low_open=True)
     lam = check_scalar("lam", lam, low=0)
     if tau is not None:
@@ -93,6 +103,8 @@ def simulate_rf_dsm(*, psi_n: float, psi_p: float, m, t: float, lam: float, acti
     d = check_integer("d", d, low=2)
     seeds = check_integer("seeds", seeds, low=1)
     seed = check_integer("seed", seed, low=0)
+    jobs = check_scaleout(jobs, scheduler)
+    array_backend(backend)  # an unknown or missing backend fails here, before any computing
     if n_test is not None:
         n_test = check_integer("n_test", n_test, low=1)
     act = resolve_activation(activation)
@@ -110,8 +122,11 @@ def simulate_rf_dsm(*, psi_n: float, psi_p: float, m, t: float, lam: float, acti
     children = np.random.SeedSequence(seed).spawn(seeds)
     vals = {"test_error": [], "train_error": [], "by": [], "empirical": []}
     sqrt_ell = np.sqrt(ell)
-    for ss in children:
-        te, tr, per_coord, emp = _one_seed(np.random.default_rng(ss), act, d, n, p, mm, t, lam, n_test, tau, sqrt_ell)
+    # workers resolve a named activation themselves: an expression's compiled function may not pickle
+    spec_act = activation.strip() if isinstance(activation, str) else act
+    runs = map_seeds(_seed_task, [(ss, spec_act, d, n, p, mm, t, lam, n_test, tau, sqrt_ell, backend)
+                                  for ss in children], jobs, scheduler)
+    for te, tr, per_coord, emp in runs:
         vals["test_error"].append(te)
         vals["train_error"].append(tr)
         vals["empirical"].append(emp)
@@ -158,13 +173,28 @@ def _memory_estimate(d, n, p, m, lam, tau) -> float:
     return est
 
 
-def _features(act, W, y, d):
-    return act(y @ W.T * (1.0 / math.sqrt(d)))
+def _seed_task(seed_seq, activation, d, n, p, m, t, lam, n_test, tau, sqrt_ell, backend):
+    """One seed as a task of :func:`rmtsolve._parallel.map_seeds` (module level: workers unpickle it)."""
+    from ..activations import resolve_activation
+
+    return _one_seed(np.random.default_rng(seed_seq), resolve_activation(activation), d, n, p, m, t, lam,
+                     n_test, tau, sqrt_ell, array_backend(backend))
 
 
-def _one_seed(rng, act, d, n, p, m, t, lam, n_test, tau, sqrt_ell):
-    """(test error, train error, per-coordinate test error) of one seed."""
-    W = rng.standard_normal((p, d))
+def _features(act, W, y, d, be):
+    pre = y @ W.T * (1.0 / math.sqrt(d))
+    if be.xp is np:
+        return act(pre)
+    # the activation is a numpy function: a host round trip of the preactivations
+    return be.asarray(act(be.to_numpy(pre)))
+
+
+def _one_seed(rng, act, d, n, p, m, t, lam, n_test, tau, sqrt_ell, be):
+    """(test error, train error, per-coordinate test error, empirical score error) of one seed.
+
+    Random numbers are drawn on the host; the products, solves and sums run on ``be``."""
+    xp = be.xp
+    W = be.asarray(rng.standard_normal((p, d)))
     a, sD = math.exp(-t), math.sqrt(1 - math.exp(-2 * t))
     N = n * m
     rows = max(1, _CHUNK_BYTES // (8 * p * m))  # data points per chunk (each with m copies)
@@ -172,8 +202,8 @@ def _one_seed(rng, act, d, n, p, m, t, lam, n_test, tau, sqrt_ell):
         if N * p * 8 > 4 * 2**30:
             raise ParameterError("lam", "> 0 for simulations this large (ridgeless needs the full feature matrix)", lam)
         Phi, Z = [], []
-    U = np.zeros((p, p))
-    PZ = np.zeros((p, d))
+    U = be.zeros((p, p))
+    PZ = be.zeros((p, d))
     zz = 0.0
     X = np.empty((n, d))  # the training inputs: the empirical score needs them
     for start in range(0, n, rows):
@@ -181,55 +211,60 @@ def _one_seed(rng, act, d, n, p, m, t, lam, n_test, tau, sqrt_ell):
         x = rng.standard_normal((k, 1, d)) * sqrt_ell
         X[start:start + k] = x[:, 0, :]
         z = rng.standard_normal((k, m, d))
-        y = (a * x + sD * z).reshape(k * m, d)
-        z = z.reshape(k * m, d)
-        F = _features(act, W, y, d)
+        y = be.asarray((a * x + sD * z).reshape(k * m, d))
+        z = be.asarray(z.reshape(k * m, d))
+        F = _features(act, W, y, d, be)
         if lam == 0 and tau is None:
             Phi.append(F)
             Z.append(z)
             continue
         U += F.T @ F
         PZ += F.T @ z
-        zz += float(np.sum(z * z))
+        zz += float(xp.sum(z * z))
     if tau is not None:
         # Gradient flow from B = 0: B^T = -f(U/N) Phi^T Z/N, f(s) = (1 - e^{-tau (s + lam)})/(s + lam).
-        ev, V = np.linalg.eigh(U / N)
-        s_l = np.maximum(ev, 0.0) + lam
-        f = np.where(s_l > 0, -np.expm1(-tau * s_l) / np.where(s_l > 0, s_l, 1.0), tau)
+        ev, V = xp.linalg.eigh(U / N)
+        s_l = xp.maximum(ev, 0.0) + lam
+        f = xp.where(s_l > 0, -xp.expm1(-tau * s_l) / xp.where(s_l > 0, s_l, 1.0), tau)
         Bt = -V @ (f[:, None] * (V.T @ (PZ / N)))
-        train = (float(np.sum(Bt * (U @ Bt))) + 2 * float(np.sum(Bt * PZ)) + zz) / (N * d)
+        train = (float(xp.sum(Bt * (U @ Bt))) + 2 * float(xp.sum(Bt * PZ)) + zz) / (N * d)
     elif lam == 0:
-        # Ridgeless: the minimum-norm least-squares solution.
-        F, Zm = np.concatenate(Phi), np.concatenate(Z)
+        # Ridgeless: the minimum-norm least-squares solution (on the host: lstsq is not in the
+        # array API, and this branch is limited to a few GiB anyway).
+        F, Zm = (np.concatenate([be.to_numpy(b) for b in blocks]) for blocks in (Phi, Z))
         Bt = -np.linalg.lstsq(F, Zm, rcond=None)[0]
         train = float(np.sum((F @ Bt + Zm) ** 2)) / (N * d)
+        Bt = be.asarray(Bt)
     else:
-        Bt = -np.linalg.solve(U / N + lam * np.eye(p), PZ / N)  # B^T, p x d
+        Bt = -xp.linalg.solve(U / N + lam * be.asarray(np.eye(p)), PZ / N)  # B^T, p x d
         # ||Phi B^T + Z||^2 from the accumulated moments (Phi is never stored).
-        train = (float(np.sum(Bt * (U @ Bt))) + 2 * float(np.sum(Bt * PZ)) + zz) / (N * d)
-    acc, emp = np.zeros(d), 0.0
+        train = (float(xp.sum(Bt * (U @ Bt))) + 2 * float(xp.sum(Bt * PZ)) + zz) / (N * d)
+    acc, emp = be.zeros(d), 0.0
+    X = be.asarray(X)
     test_rows = max(1, _CHUNK_BYTES // (8 * max(p, n)))
     for start in range(0, n_test, test_rows):
         k = min(test_rows, n_test - start)
         z = rng.standard_normal((k, d))
-        y = a * rng.standard_normal((k, d)) * sqrt_ell + sD * z
-        pred = _features(act, W, y, d) @ Bt  # B phi(y) = sqrt(D) s_A(y)
-        acc += np.sum((pred + z) ** 2, axis=0)
-        emp += float(np.sum((pred - sD * empirical_score(y, X, t)) ** 2))
+        y = be.asarray(a * rng.standard_normal((k, d)) * sqrt_ell + sD * z)
+        z = be.asarray(z)
+        pred = _features(act, W, y, d, be) @ Bt  # B phi(y) = sqrt(D) s_A(y)
+        acc += xp.sum((pred + z) ** 2, axis=0)
+        emp += float(xp.sum((pred - sD * empirical_score(y, X, t, xp=xp)) ** 2))
     # train is ||Phi B^T + Z||^2 >= 0; assembled from moments it may round to about -1e-16 zz/(N d)
     # where the features interpolate
-    return float(acc.sum()) / (n_test * d), max(train, 0.0), acc / n_test, emp / (n_test * d)
+    return float(xp.sum(acc)) / (n_test * d), max(train, 0.0), be.to_numpy(acc) / n_test, emp / (n_test * d)
 
 
-def empirical_score(y, X, t):
+def empirical_score(y, X, t, *, xp=np):
     """The exact score of the diffused training set at the rows of y (a softmax over training points).
 
     The law of e^{-t} x_i + sqrt(D) z with x_i uniform over the rows of X has the score
     -(y - e^{-t} sum_i w_i x_i)/D with w_i proportional to exp(-||y - e^{-t} x_i||^2/(2D)).
+    ``xp`` is the array namespace of y and X (numpy by default).
     """
     a, D = math.exp(-t), -math.expm1(-2 * t)
-    logw = (a * (y @ X.T) - 0.5 * a * a * np.sum(X * X, axis=1)[None, :]) / D
-    logw -= logw.max(axis=1, keepdims=True)
-    w = np.exp(logw)
-    w /= w.sum(axis=1, keepdims=True)
+    logw = (a * (y @ X.T) - 0.5 * a * a * xp.sum(X * X, axis=1)[None, :]) / D
+    logw -= xp.max(logw, axis=1, keepdims=True)
+    w = xp.exp(logw)
+    w /= xp.sum(w, axis=1, keepdims=True)
     return -(y - a * (w @ X)) / D

@@ -632,6 +632,13 @@ def _descend_mp(system, u, a, lam_from, f, tol):
     per Newton solve (as in the double-precision continuation).
     """
     lam, total = a[4], 0
+    if a[1] * a[2] < a[0]:
+        # under-parameterised (p < n m): the solution is regular as lam -> 0 and moves by
+        # O(lam_from) on the way down, so Newton goes there in one solve
+        u1, res, its, ok = newton_point(system, u, a, f, tol, 30)
+        if ok:
+            return u1, res, its, ok
+        total += its
     log_from, log_to = mpmath.log10(lam_from), mpmath.log10(lam)
     steps = max(1, int(mpmath.ceil((log_from - log_to) / 2)))
     res, ok = mpmath.inf, False
