@@ -369,10 +369,12 @@ def _cmd_simulate(a):
         if a.generate is not None:
             from .rf_dsm.generate import generate_rf_dsm
 
+            # generation trains the converged ridge score on its own time grid: --tau has no role
             for flag, value, default in (("jobs", a.jobs, None), ("scheduler", a.scheduler, None),
-                                         ("backend", a.backend, "numpy")):
+                                         ("backend", a.backend, "numpy"), ("tau", a.tau, None)):
                 if value != default:
-                    raise ParameterError(flag, "omitted with --generate (it runs serially on numpy)", value)
+                    raise ParameterError(flag, "omitted with --generate (generation trains the converged score, "
+                                                "serially on numpy)", value)
 
             g = generate_rf_dsm(psi_n=a.psi_n, psi_p=a.psi_p, m=a.m, lam=a.lam, K=a.generate,
                                 activation=a.activation, spectrum=a.spectrum, d=a.d, seeds=a.seeds, seed=a.seed,

@@ -111,6 +111,8 @@ def coefficients(activation, t, *, dps: int | None = None, s2=1.0) -> Coefficien
     act = resolve_activation(activation)
     dps = check_dps(dps)
     _check_t(t)
+    if not isinstance(s2, (str, mpmath.mpf)) and np.ndim(s2) != 0:
+        raise ParameterError("s2", "one number >= 0 and finite", s2)
     try:
         check_range("s2", s2, low=0.0, allow_text=True)
     except (TypeError, ValueError) as exc:

@@ -44,6 +44,8 @@ def check_range(name: str, value, *, low=None, high=None, low_open=False, high_o
     try:
         if not allow_text and has_text(value):  # numpy would read '1' as 1.0
             raise TypeError
+        if np.iscomplexobj(value):  # numpy would drop the imaginary part of a complex array
+            raise TypeError
         arr = np.asarray(value, dtype=float) if not _is_mp(value) else np.asarray([float(value)])
     except (TypeError, ValueError, OverflowError):  # strings, complex numbers, ragged lists, 10**400
         raise ParameterError(name, "a real number or an array of real numbers " + desc, value) from None

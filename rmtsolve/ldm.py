@@ -954,7 +954,8 @@ def check_schedule(T: int, beta_min, beta_max) -> None:
 
 def check_common(*, n_over_d, lam, tau, T, beta_min, beta_max, mean_norm, d):
     """Validate the shared LDM inputs; returns (tau array with inf for None, T, d)."""
-    check_range("n_over_d", n_over_d, low=0, low_open=True)
+    # d/N and N/d must both stay far inside double range (the contour's hard edge uses both)
+    check_range("n_over_d", n_over_d, low=1e-12, high=1e12)
     check_range("lam", lam, low=0)
     tau = np.inf if tau is None else tau
     check_range("tau", tau, low=0, low_open=True, allow_inf=True,
@@ -963,7 +964,11 @@ def check_common(*, n_over_d, lam, tau, T, beta_min, beta_max, mean_norm, d):
     T = check_integer("T", T, low=1, high=T_MAX, allowed=f"an integer in [1, {T_MAX:.0e}]")
     check_range("beta_min", beta_min, low=0, high=1, low_open=True, high_open=True)
     check_range("beta_max", beta_max, low=0, high=1, low_open=True, high_open=True)
-    if np.any(np.asarray(beta_min) > np.asarray(beta_max)):
+    try:
+        order_bad = np.any(np.asarray(beta_min) > np.asarray(beta_max))
+    except ValueError:
+        raise ParameterError("beta_min, beta_max", "arrays of shapes that broadcast", None) from None
+    if order_bad:
         raise ParameterError("beta_min, beta_max", "0 < beta_min <= beta_max < 1",
                              (beta_min, beta_max))
     check_schedule(int(T), beta_min, beta_max)

@@ -258,7 +258,7 @@ def test_ldm_failure_at_extreme_input_prints_one_line():
 @pytest.mark.parametrize("call,name", [
     (lambda r: r.rf_dsm(psi_n="1", psi_p=1.0, m=6, t=1.0, lam=0.1), "psi_n"),
     (lambda r: r.rf_dsm(psi_n=[1.0, "2"], psi_p=1.0, m=6, t=1.0, lam=0.1), "psi_n"),
-    (lambda r: r.simulate_ldm(n_over_d=1.7976931348623157e308, d=20, seeds=2), "n_over_d, d"),
+    (lambda r: r.simulate_ldm(n_over_d=1.7976931348623157e308, d=20, seeds=2), "n_over_d"),
     (lambda r: r.simulate_ldm(n_over_d=1e12, d=20, seeds=2), "n_over_d, d, T"),
     (lambda r: r.simulate_rf_dsm(psi_n=1, psi_p=1e300, m=1, t=0.5, lam=1e-3, d=2, seeds=2), "psi_p"),
     (lambda r: r.simulate_rf_dsm(psi_n=1e12, psi_p=1, m=1, t=0.5, lam=1e-3, d=30, seeds=2), "d, psi_n, psi_p"),
@@ -394,3 +394,34 @@ def test_ridgeless_underparameterised_continuum_point_at_high_precision_is_quick
     lo = rf_dsm(psi_n=9.971, psi_p=0.15, m=3, t=1.804, lam=0.0, spectrum="powerlaw:0.9987")
     assert float(hi.test_error) == pytest.approx(float(lo.test_error), rel=1e-10)
     assert time.perf_counter() - t0 < 20  # was 22 s (a ridge descent in steps of two decades)
+
+
+@pytest.mark.parametrize("call,name", [
+    (lambda r: r.rf_dsm(psi_n=2.0, psi_p=np.array([1 + 2j]), m=2, t=3.3, lam=1.0), "psi_p"),
+    (lambda r: r.rf_dsm(psi_n=0.08, psi_p=1.0, m=3, t=0.04, lam=1.0, tau=np.array([1 + 2j])), "tau"),
+    (lambda r: r.ldm(n_over_d=6.2, lam=0.6, beta_min=[1e-5, 1e-4, 1.5e-4], beta_max=[2e-3, 3e-3, 1e-3, 4e-2]),
+     "beta_min, beta_max"),
+    (lambda r: r.ldm(n_over_d=5e-324, spectrum=[30.45, 1.0, 0.02], lam=2.5e-6, T=91), "n_over_d"),
+    (lambda r: r.rf_dsm(psi_n=1.4, psi_p=11.0, m=math.inf, t=1.0, lam=1.0, activation="1e300*x", dps=30), "activation"),
+    (lambda r: r.simulate_rf_dsm(psi_n=1.0, psi_p=1.0, m=2, t=2.2e-309, lam=1.0, d=21, seeds=1), "t"),
+])
+def test_fuzz_reproducers_final_batch(call, name):
+    import rmtsolve
+
+    with pytest.raises(ParameterError) as e:
+        call(rmtsolve)
+    assert e.value.name == name
+
+
+def test_fuzz_final_batch_paths():
+    import rmtsolve
+
+    with pytest.raises(ParameterError) as e:
+        rmtsolve.coefficients("relu", 0.5, dps=26, s2=[])
+    assert e.value.name == "s2"
+    # a ridge beyond the continuation's start (up to the largest double) solves directly
+    r = rf_dsm(psi_n=1, psi_p=0.5494, m=4, t=0.5, lam=1.7976931348623157e308, tau=0.6939)
+    assert float(r.test_error) == 1.0
+    code, _, err, _ = run("simulate", "rf-dsm", "--psi-p", "1", "--tau", "nan", "--d", "2", "--seeds", "2",
+                          "--generate", "6")
+    assert one_line_error(code, err) and "tau" in err

@@ -185,7 +185,9 @@ def newton_point(system, u, a, f, tol, max_iter):
 def continue_point(system, a, f=MATH, tol=TOL):
     """Adaptive continuation in log10(ridge) from a large ridge down to a[4] (one point)."""
     target = math.log10(a[4])
-    log_lam = max(math.log10(lam_start(*a[:2], *a[5:], system.s2)), target + 1)
+    log_lam = math.log10(lam_start(*a[:2], *a[5:], system.s2))
+    if target >= log_lam:  # already a large ridge (k, G ~ 1): Newton starts in its basin there
+        return newton_point(system, [1.0, 1.0, 1.0], a, f, tol, 30)
     u, step, total, res = [1.0, 1.0, 1.0], 1.0, 0, 0.0
     while log_lam > target:
         trial = max(log_lam - step, target)

@@ -95,7 +95,8 @@ def simulate_rf_dsm(*, psi_n: float, psi_p: float, m, t: float, lam: float, acti
 
     psi_n = check_scalar("psi_n", psi_n, low=0, low_open=True, high=PSI_MAX)
     psi_p = check_scalar("psi_p", psi_p, low=0, low_open=True, high=PSI_MAX)
-    t = check_scalar("t", t, low=0, high=T_MAX, low_open=True)
+    # below t = 1e-100 the empirical score's 1/D (D ~ 2t) leaves double range in the softmax
+    t = check_scalar("t", t, low=1e-100, high=T_MAX, allowed=f"in [1e-100, {T_MAX:g}] for simulations")
     lam = check_scalar("lam", lam, low=0)
     if tau is not None:
         tau = check_scalar("tau", tau, low=0, low_open=True)

@@ -420,9 +420,13 @@ def coefficient_arrays(activation, t, s2, dps):
     co = [_Coef(coefficients(activation, float(tt) if dps is None else repr(float(tt)), dps=dps,
                              s2=s2 if dps is None else repr(float(s2))), float(tt)) for tt in ts]
     shape = np.shape(t)
-    mu1 = np.array([float(c.c.mu1) for c in co])[inv].reshape(shape)
-    mus2 = np.array([float(c.c.mu_s) ** 2 for c in co])[inv].reshape(shape)
-    mue2 = np.array([float(c.c.mu_e) ** 2 for c in co])[inv].reshape(shape)
+    try:  # the solvers start in double precision, where the squares must exist
+        mu1 = np.array([float(c.c.mu1) for c in co])[inv].reshape(shape)
+        mus2 = np.array([float(c.c.mu_s) ** 2 for c in co])[inv].reshape(shape)
+        mue2 = np.array([float(c.c.mu_e) ** 2 for c in co])[inv].reshape(shape)
+    except OverflowError:
+        raise ParameterError("activation", "one whose Gaussian-equivalence coefficients are below 1e150 "
+                             "(their squares enter the equations)", co[0].activation) from None
     return co, (mu1, mus2, mue2)
 
 
