@@ -234,7 +234,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--over", choices=["lam", "tau"], required=True, help="the parameter to optimise")
     for name, (default, _kind) in OPTIMIZE_FLAGS.items():
         q.add_argument("--" + name.replace("_", "-"), default=default,
-                       help=f"value or range start:stop:count[:log] (default {default})")
+                       help=f"value or range start:stop:count[:log] (default {default or '1e-3 with --over tau'})")
     q.add_argument("--activation", default="relu", help="name or expression in x (default relu)")
     q.add_argument("--spectrum", default="isotropic", help=_SPECTRUM_HELP)
     q.add_argument("--json", action="store_true", help="one JSON object (a single point) or JSON lines")
@@ -261,7 +261,7 @@ SWEEP_FLAGS = {
 
 
 OPTIMIZE_FLAGS = {"psi_n": ("1", "real"), "psi_p": ("2", "real"), "m": ("1", "m"), "t": ("0.5", "real"),
-                  "lam": ("1e-3", "real")}
+                  "lam": (None, "real")}  # lam: 1e-3 with --over tau; not an input with --over lam
 
 
 def _emit(result: dict, as_json: bool, keys=None, dps=None):
@@ -482,9 +482,12 @@ def _cmd_optimize(a):
     from .rf_dsm import optimize_rf_dsm
 
     # every flag is parsed (a malformed one is exit status 2 even where it is unused) ...
+    if a.over == "lam" and a.lam is not None:  # as in the Python API
+        raise ParameterError("lam", "omitted with --over lam (it is the optimised variable)", a.lam)
+    a.lam = "1e-3" if a.lam is None else a.lam
     ranges = {name: sweep.parse_value(name, getattr(a, name), integer=kind == "m", allow_inf=kind == "m")
               for name, (_d, kind) in OPTIMIZE_FLAGS.items()}
-    if a.over == "lam":  # ... and the optimised one is not an input
+    if a.over == "lam":  # the optimised variable is not an input
         del ranges["lam"]
     outputs = ["argmin", "test_error", "train_error", "boundary", "converged"]
     if all(len(v) == 1 for v in ranges.values()) and not a.csv:

@@ -51,8 +51,8 @@ def parse_value(name: str, text: str, *, integer: bool = False, allow_inf: bool 
         # never round silently: the single-point commands reject a non-integer m, T or d too
         raise ParameterError(name, "integers (a range start:stop:count must land on integers)",
                              float(vals[np.isfinite(vals) & (vals != np.round(vals))][0]))
-    if not allow_inf and not np.all(np.isfinite(vals)):
-        raise ParameterError(name, "finite", text)
+    if np.any(np.isnan(vals) | (vals == -np.inf)) or (not allow_inf and not np.all(np.isfinite(vals))):
+        raise ParameterError(name, "finite" + (" or inf" if allow_inf else ""), text)
     return vals
 
 

@@ -425,3 +425,12 @@ def test_fuzz_final_batch_paths():
     code, _, err, _ = run("simulate", "rf-dsm", "--psi-p", "1", "--tau", "nan", "--d", "2", "--seeds", "2",
                           "--generate", "6")
     assert one_line_error(code, err) and "tau" in err
+
+
+def test_sweep_refuses_minus_infinity_and_optimize_refuses_lam_with_over_lam():
+    code, _, err, _ = run("sweep", "ldm", "--n-over-d", "3", "--d", "-inf", "--quiet")
+    assert one_line_error(code, err) and "d" in err
+    code, _, err, _ = run("optimize", "rf-dsm", "--over", "lam", "--lam", "-1")
+    assert one_line_error(code, err) and "lam" in err
+    code, out, err, _ = run("optimize", "rf-dsm", "--over", "tau", "--psi-p", "2", "--json")
+    assert code == 0 and json.loads(out)["params"]["lam"] == 1e-3
