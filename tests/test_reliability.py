@@ -90,7 +90,7 @@ def test_error_messages_are_one_line_and_negative_values_reach_the_range_check()
     code, _, err, _ = run("sweep", "rf-dsm", "--tau", "-1")
     assert one_line_error(code, err) and "tau" in err
     code, _, err, _ = run("rf-dsm", "--lam", "-1e-3")
-    assert one_line_error(code, err) and "lam must be >= 0" in err
+    assert one_line_error(code, err) and "lam must be in [0, " in err
 
 
 def test_m_is_echoed_as_given():
@@ -419,9 +419,13 @@ def test_fuzz_final_batch_paths():
     with pytest.raises(ParameterError) as e:
         rmtsolve.coefficients("relu", 0.5, dps=26, s2=[])
     assert e.value.name == "s2"
-    # a ridge beyond the continuation's start (up to the largest double) solves directly
-    r = rf_dsm(psi_n=1, psi_p=0.5494, m=4, t=0.5, lam=1.7976931348623157e308, tau=0.6939)
+    # a ridge beyond the continuation's start solves directly; beyond 1e100 it is refused
+    r = rf_dsm(psi_n=1, psi_p=0.5494, m=4, t=0.5, lam=1e100, tau=0.6939)
     assert float(r.test_error) == 1.0
+    for lam in (1e300, 1.7976931348623157e308):
+        with pytest.raises(ParameterError) as e:
+            rf_dsm(psi_n=1, psi_p=1, m=2, t=1.3e-8, lam=lam, tau=1.0, spectrum=[1.0, 2.0, 3.0])
+        assert e.value.name == "lam"
     code, _, err, _ = run("simulate", "rf-dsm", "--psi-p", "1", "--tau", "nan", "--d", "2", "--seeds", "2",
                           "--generate", "6")
     assert one_line_error(code, err) and "tau" in err

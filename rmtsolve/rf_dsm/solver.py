@@ -35,6 +35,7 @@ PSI_MAX = 1e12
 # diffusion times beyond this: e^{-2t} < 1e-260, the data are erased, and e^{2t} (in the
 # empirical-score and kernel terms) leaves double range near t = 354
 T_MAX = 300.0
+LAM_MAX = 1e100
 _QUAD_RTOL = 1e-10  # continuum spectra: base and refined quadrature must agree to this
 
 
@@ -181,7 +182,8 @@ def rf_dsm(*, psi_n, psi_p, m, t, lam, activation="relu", tau=None, dps=None,
     check_range("psi_p", psi_p, low=0, high=PSI_MAX, low_open=True, allow_inf=True,
                 allowed=f"in (0, {PSI_MAX:g}] or inf (the kernel limit)")
     check_range("t", t, low=0, high=T_MAX, low_open=True)
-    check_range("lam", lam, low=0)
+    # beyond 1e100 the ridge's square leaves double range in the loss terms; B = 0 there anyway
+    check_range("lam", lam, low=0, high=LAM_MAX)
     iota = iota_of(m)
     try:
         psi_n, psi_p, iota, t, lam, tau_b, m_b = np.broadcast_arrays(*(np.asarray(a, dtype=float) for a in (
