@@ -438,3 +438,10 @@ def test_sweep_refuses_minus_infinity_and_optimize_refuses_lam_with_over_lam():
     assert one_line_error(code, err) and "lam" in err
     code, out, err, _ = run("optimize", "rf-dsm", "--over", "tau", "--psi-p", "2", "--json")
     assert code == 0 and json.loads(out)["params"]["lam"] == 1e-3
+
+
+def test_high_precision_coefficients_of_an_oscillating_activation_do_not_alias():
+    # sin(100 x) at variance ~0.89: mu1 = 100 exp(-5000 v) sqrt(v)-ish, far below 1e-26; every
+    # dyadic lattice step once shared the alias at frequency ~6.5 and agreed on -1.2e-8
+    c = coefficients("sin(100*x)", 1.0, dps=26, s2="0.1647")
+    assert abs(float(c.mu1)) < 1e-20 and float(c.mustar) == pytest.approx(2 ** -0.5, rel=1e-12)
