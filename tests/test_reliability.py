@@ -445,3 +445,13 @@ def test_high_precision_coefficients_of_an_oscillating_activation_do_not_alias()
     # dyadic lattice step once shared the alias at frequency ~6.5 and agreed on -1.2e-8
     c = coefficients("sin(100*x)", 1.0, dps=26, s2="0.1647")
     assert abs(float(c.mu1)) < 1e-20 and float(c.mustar) == pytest.approx(2 ** -0.5, rel=1e-12)
+
+
+def test_spectral_law_of_a_vanishing_activation_is_the_point_mass_at_zero():
+    from rmtsolve import feature_spectrum
+
+    r = feature_spectrum([11.0, 1 + 1j], psi_n=0.62, psi_p=0.076, m=3, t=1.0, activation="0")
+    np.testing.assert_allclose(r.stieltjes, [-1 / 11.0, -1 / (1 + 1j)], rtol=1e-15)
+    assert r.atom == 1.0 and r.density[0] == 0.0
+    with pytest.raises(ParameterError):
+        feature_spectrum(0.0, psi_n=0.62, psi_p=0.076, m=3, t=1.0, activation="0")

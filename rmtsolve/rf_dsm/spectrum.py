@@ -82,6 +82,14 @@ def feature_spectrum(z, *, psi_n: float, psi_p: float, m, t: float, activation="
     v_t = math.exp(-2 * t) * spec.s2 - math.expm1(-2 * t)
     scale = float(c.mu0) ** 2 + mu1**2 * v_t + mus2 + mue2  # E sigma(h)^2 = mean diagonal of U
     scale *= (1 + np.sqrt(psi_p / psi_n * max(iota, 1e-300))) ** 2 * (1 + psi_p)
+    params = dict(psi_n=psi_n, psi_p=psi_p, m=m, t=t, activation=c.activation, spectrum=spec.label)
+    if scale == 0:  # sigma = 0 almost surely: U = 0, all its mass at 0, s(z) = -1/z exactly
+        if np.any(zz == 0):
+            raise ParameterError("z", "nonzero for an activation that vanishes (U = 0: all its mass at 0)", 0.0)
+        s0 = -1 / zz
+        density = np.where(zz.imag == 0, 0.0, np.nan)
+        return FeatureSpectrum(s0 if s0.ndim else s0[()], density if density.ndim else float(density), 1.0, 0.0,
+                               params)
     real = zz.imag == 0
     eta_target = np.where(real, 1e-9 * scale, zz.imag)
     pars = (psi_n, psi_p, iota, float(t))
@@ -98,7 +106,6 @@ def feature_spectrum(z, *, psi_n: float, psi_p: float, m, t: float, activation="
     # the continuous part: at height eta the atom at 0 adds atom eta/(x^2 + eta^2) to Im s_U
     e2 = eta_target.reshape(zz.shape)
     density = np.where(real, (s.imag - atom * e2 / (zz.real**2 + e2**2)) / np.pi, np.nan)
-    params = dict(psi_n=psi_n, psi_p=psi_p, m=m, t=t, activation=c.activation, spectrum=spec.label)
     return FeatureSpectrum(s if s.ndim else s[()], density if density.ndim else float(density), atom,
                            float(res), params)
 
