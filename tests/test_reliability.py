@@ -455,3 +455,14 @@ def test_spectral_law_of_a_vanishing_activation_is_the_point_mass_at_zero():
     assert r.atom == 1.0 and r.density[0] == 0.0
     with pytest.raises(ParameterError):
         feature_spectrum(0.0, psi_n=0.62, psi_p=0.076, m=3, t=1.0, activation="0")
+
+
+def test_rerun_reproducers_feature_spectrum_bounds_and_high_precision_train_floor():
+    from rmtsolve import feature_spectrum
+
+    with pytest.raises(ParameterError) as e:
+        feature_spectrum(18.19, psi_n=0.17, psi_p=1e300, m=4, t=0.001, activation="softplus")
+    assert e.value.name == "psi_p"
+    r = feature_spectrum(12.57, psi_n=0.92, psi_p=5e-324, m=162688, t=7.9, activation="erf")
+    assert np.isfinite(r.stieltjes) and r.atom == 0.0
+    assert rf_dsm(psi_n=1e-12, psi_p=1.0, m=1, t=1.0, lam=0.0, dps=16).train_error >= 0

@@ -530,6 +530,15 @@ def _result(system, test, train, u, args, params, res, its, dps, by, converged):
             fl = None
     else:
         floor, fl = params.pop("_floor"), params.pop("_node_floor")
+        # the same rounding allowance as in double precision, at dps digits: a train error a
+        # few units of 10^-dps below 0 is 0 (an error further below is a solver failure)
+        with mpmath.workdps(dps):
+            tol = mpmath.mpf(10) ** (5 - dps)
+            train = np.array(train, dtype=object)
+            flat = train.reshape(-1)
+            for i, v in enumerate(flat):
+                if isinstance(v, mpmath.mpf) and mpmath.isfinite(v) and -tol <= v < 0:
+                    flat[i] = mpmath.mpf(0)
     cross = params.pop("_cross")
     with np.errstate(invalid="ignore"):
         score = test - floor

@@ -23,7 +23,7 @@ from .._backend import NUMPY
 from ..errors import ConvergenceError, ParameterError, check_scalar
 from .equations import rf_dsm_spectrum, system_for
 from .numerics import continue_complex_point, descend, newton_complex
-from .solver import T_MAX, coefficient_arrays, iota_of
+from .solver import PSI_MAX, T_MAX, coefficient_arrays, iota_of
 
 
 _SCALAR_MAX = 16  # up to this many points, one scalar continuation each (less overhead)
@@ -65,7 +65,7 @@ def feature_spectrum(z, *, psi_n: float, psi_p: float, m, t: float, activation="
     z broadcasts.
     """
     for name, v in (("psi_n", psi_n), ("psi_p", psi_p), ("t", t)):
-        check_scalar(name, v, low=0, low_open=True, high=T_MAX if name == "t" else None)
+        check_scalar(name, v, low=0, low_open=True, high=T_MAX if name == "t" else PSI_MAX)
     check_scalar("m", m, low=1, allow_inf=True, allowed="an integer >= 1 or inf")
     iota = float(iota_of(m))
     try:
@@ -102,7 +102,7 @@ def feature_spectrum(z, *, psi_n: float, psi_p: float, m, t: float, activation="
     else:
         u, res = continue_complex(system, x, eta, pars, coef, scale)
     s = system.stieltjes(u, pars + (-(x + 1j * eta),) + coef, NUMPY).reshape(zz.shape)
-    atom = 0.0 if iota == 0 else max(0.0, 1 - psi_n / (iota * psi_p))
+    atom = 0.0 if iota * psi_p == 0 else max(0.0, 1 - psi_n / (iota * psi_p))  # p << n m: no atom
     # the continuous part: at height eta the atom at 0 adds atom eta/(x^2 + eta^2) to Im s_U
     e2 = eta_target.reshape(zz.shape)
     density = np.where(real, (s.imag - atom * e2 / (zz.real**2 + e2**2)) / np.pi, np.nan)
