@@ -183,19 +183,11 @@ def rf_dsm_spectra(kinds: str | Iterable[str] = _SPECTRUM_KINDS, *, K: tuple[flo
         ranges over about [0.01, 10] and the Gaussian-equivalence coefficients are taken at a
         preactivation variance v_t != 1.
     """
-    kinds = _kinds(kinds)
-    options = []
-    if "isotropic" in kinds:
-        options.append(st.just("isotropic"))
-    if "powerlaw" in kinds:
-        options.append(_powerlaws(K))
-    if "values" in kinds:
-        positive = st.lists(log_uniform(*values), min_size=1, max_size=max_values)
-        listed = st.tuples(st.integers(0, 2), positive).map(lambda zp: [0.0] * zp[0] + zp[1])
-        if mean_one:
-            listed = listed.map(lambda v: [x * len(v) / math.fsum(v) for x in v])
-        options.append(listed)
-    return st.one_of(*options)
+    positive = st.lists(log_uniform(*values), min_size=1, max_size=max_values)
+    listed = st.tuples(st.integers(0, 2), positive).map(lambda zp: [0.0] * zp[0] + zp[1])
+    if mean_one:
+        listed = listed.map(lambda v: [x * len(v) / math.fsum(v) for x in v])
+    return _spectrum_choice(kinds, K, listed)
 
 
 def ldm_spectra(kinds: str | Iterable[str] = _SPECTRUM_KINDS, *, d: int | None = None,
@@ -214,6 +206,15 @@ def ldm_spectra(kinds: str | Iterable[str] = _SPECTRUM_KINDS, *, d: int | None =
     K, values, max_values
         As in :func:`rf_dsm_spectra` (K within [0, 1): LDM's d -> inf limit needs K < 1).
     """
+    distinct = st.lists(log_uniform(*values), min_size=1, max_size=max_values)
+    if d is not None:
+        dd = int(d)
+        distinct = distinct.map(lambda v: [v[(i * len(v)) // dd] for i in range(dd)])
+    return _spectrum_choice(kinds, K, distinct)
+
+
+def _spectrum_choice(kinds, K, listed: SearchStrategy) -> SearchStrategy:
+    """One of the requested kinds: ``isotropic``, ``powerlaw:K`` or the ``listed`` values."""
     kinds = _kinds(kinds)
     options = []
     if "isotropic" in kinds:
@@ -221,11 +222,7 @@ def ldm_spectra(kinds: str | Iterable[str] = _SPECTRUM_KINDS, *, d: int | None =
     if "powerlaw" in kinds:
         options.append(_powerlaws(K))
     if "values" in kinds:
-        distinct = st.lists(log_uniform(*values), min_size=1, max_size=max_values)
-        if d is not None:
-            dd = int(d)
-            distinct = distinct.map(lambda v: [v[(i * len(v)) // dd] for i in range(dd)])
-        options.append(distinct)
+        options.append(listed)
     return st.one_of(*options)
 
 
