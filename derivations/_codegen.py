@@ -11,6 +11,7 @@ import dataclasses
 import textwrap
 
 import sympy as sp
+from sympy.codegen.cfunctions import expm1
 from sympy.printing.pycode import PythonCodePrinter
 
 HEADER = (
@@ -86,6 +87,8 @@ def eq_block(title: str, eqs: list[tuple[str, sp.Basic]]) -> tuple[str, str]:
     latex = [f"% {title}"]
     text = [title]
     for label, e in eqs:
+        if isinstance(e, sp.Basic):  # expm1 is how the code keeps digits; readers see e^x - 1
+            e = e.replace(lambda n: isinstance(n, expm1), lambda n: sp.exp(n.args[0]) - 1)
         latex.append(f"{label}:\\quad {sp.latex(e)}")
         text.append(f"  {label}: {sp.sstr(e)}")
     return "\n".join(latex) + "\n", "\n".join(text) + "\n"

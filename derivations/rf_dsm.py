@@ -54,6 +54,7 @@ Anisotropic data x ~ N(0, Sigma) (conventions 1.5) re-derive steps 2, 3 and 6 wi
 from __future__ import annotations
 
 import sympy as sp
+from sympy.codegen.cfunctions import expm1
 
 from derivations._codegen import Function, Module, eq_block
 
@@ -351,7 +352,9 @@ def step12_floor():
     test = Eb2 + 2 * Ez_b + 1
     score = D * (Eb2 / D + 2 * c * Eby / D + c**2 * v / D)  # D E((beta + c y)/sqrt(D))^2
     assert sp.simplify(test - floor - score) == 0
-    return floor
+    stable = ell / (ell + expm1(2 * t))  # D / rho = expm1(2t) keeps its digits (and ell = 0 finite) as t -> 0
+    assert sp.simplify(stable.rewrite(sp.exp) - floor) == 0
+    return stable
 
 
 def step13_kernel_limit(f_node, l_node, pops):
@@ -446,7 +449,10 @@ def step14_empirical_score(ablocks):
     cross = -mu1**2 * a * ell * ablocks["H_c"] * psi_p * ablocks["h"]
     ese_node = test_ell + 2 * a * Ebx / sp.sqrt(D) + 2 * rho * ell / D
     assert sp.simplify(ese - ese_node) == 0
-    return sp.simplify((2 * a / sp.sqrt(D) * cross).subs(gam, 0)), 2 * rho * ell / D
+    # 2 e^{-2t} ell / D = 2 ell / expm1(2t): the form that keeps its digits (and stays finite) as t -> 0
+    shift = 2 * ell / expm1(2 * t)
+    assert sp.simplify(shift.rewrite(sp.exp) - 2 * rho * ell / D) == 0
+    return sp.simplify((2 * a / sp.sqrt(D) * cross).subs(gam, 0)), shift
 
 
 def build() -> Module:
@@ -502,6 +508,8 @@ def build() -> Module:
         Function("empirical_score_terms", nargs, (ese_cross, ese_shift),
                  "Step 14, per eigenvalue: 2 e^{-t} E[beta x_k]/sqrt(D) and 2 e^{-2t} ell/D, the two "
                  "terms the d -> inf empirical-score error adds to the test error."),
+        Function("empirical_shift", (sp.Symbol("s2"), t), (ese_shift.subs(ell, sp.Symbol("s2")),),
+                 "Step 14: E_H of the second term, linear in ell, so exact with the mean s2 = E_H ell."),
         Function("kernel_node_upper", (ell, psi_n, iota, t, mu1, mus2, mue2), tuple(kupper),
                  "Step 13: c_tau without coupling, the upper bounds of y_tau (Newton starts there)."),
         Function("kernel_empirical_cross", kargs, (kcross,),

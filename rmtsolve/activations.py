@@ -309,7 +309,8 @@ def _expression_kinks(expr, x) -> tuple:
             points |= {p for p in sol if p.is_real}
         else:
             points |= set(_scan_roots(sp.lambdify(x, arg, modules=["scipy", "numpy"])))
-    return tuple(sorted(points, key=float))
+    unique = {float(p_): p_ for p_ in sorted(points, key=float)}  # exact 0 and a scanned 0.0 are one kink
+    return tuple(unique.values())
 
 
 def _scan_roots(func) -> list:
@@ -321,8 +322,12 @@ def _scan_roots(func) -> list:
     with np.errstate(all="ignore"):
         vals = np.broadcast_to(np.asarray(func(grid), dtype=float), grid.shape)
     roots = list(grid[vals == 0])
+    def scalar(z):  # numpy scalars, so that a division by zero is inf, not a ZeroDivisionError
+        with np.errstate(all="ignore"):
+            return float(np.asarray(func(np.float64(z)), dtype=float))
+
     for i in np.nonzero(np.sign(vals[:-1]) * np.sign(vals[1:]) < 0)[0]:
-        roots.append(brentq(lambda z: float(func(z)), grid[i], grid[i + 1], xtol=1e-15))
+        roots.append(brentq(scalar, grid[i], grid[i + 1], xtol=1e-15))
     return [sp.Float(r, 17) for r in roots]
 
 

@@ -46,7 +46,7 @@ import numpy as np
 from ._results import ShortRepr
 from ._backend import check_dps
 from .activations import Activation, resolve_activation, scaled_activation
-from .errors import ConvergenceError, ParameterError, check_range
+from .errors import ConvergenceError, ParameterError, check_range, not_real_scalar
 
 KEYS = ("mu0", "mu1", "mustar", "mu_s", "mu_e")
 
@@ -111,7 +111,7 @@ def coefficients(activation, t, *, dps: int | None = None, s2=1.0) -> Coefficien
     act = resolve_activation(activation)
     dps = check_dps(dps)
     _check_t(t)
-    if not isinstance(s2, (str, mpmath.mpf)) and np.ndim(s2) != 0:
+    if not isinstance(s2, str) and not_real_scalar(s2):  # decimal strings are read exactly at dps
         raise ParameterError("s2", "one number >= 0 and finite", s2)
     try:
         check_range("s2", s2, low=0.0, allow_text=True)

@@ -466,3 +466,46 @@ def test_rerun_reproducers_feature_spectrum_bounds_and_high_precision_train_floo
     r = feature_spectrum(12.57, psi_n=0.92, psi_p=5e-324, m=162688, t=7.9, activation="erf")
     assert np.isfinite(r.stieltjes) and r.atom == 0.0
     assert rf_dsm(psi_n=1e-12, psi_p=1.0, m=1, t=1.0, lam=0.0, dps=16).train_error >= 0
+
+
+def test_rerun_reproducers_ragged_s2_and_a_user_expression_dividing_by_zero():
+    from rmtsolve import resolve_activation
+
+    with pytest.raises(ParameterError) as e:
+        coefficients("abs(x)", 1.0, s2=[[1], [2, 3]])
+    assert e.value.name == "s2"
+    # the kink scan meets 2.75/x at x = 0: numpy's inf there, not Python's ZeroDivisionError
+    act = resolve_activation("Max(Min((2.75 / x), Abs(x)), (sinh(5e-324) / Min(-0.7991, x)))")
+    assert len(set(act.kinks)) == len(act.kinks) and 0.0 in act.kinks
+    assert math.isfinite(coefficients(act, 1.0).mu1)
+
+
+def test_rerun_reproducer_flow_at_a_vanishing_time_and_eigenvalue():
+    kw = dict(psi_n=0.2954, psi_p=0.05528, m=math.inf, t=1e-300, lam=0.01,
+              spectrum=[1e-300, 2.466, 0.02212, 0.0])
+    # floor per eigenvalue ell/(ell + expm1(2t)): 1/3, 1, 1, 0 (1 - e^{-2t} rounds to 0 at t = 1e-300)
+    for r in (rf_dsm(**kw, tau=2.224e-08, on_error="nan"), rf_dsm(**kw)):
+        assert np.all(r.converged)
+        assert float(r.test_error_floor) == pytest.approx((1 / 3 + 2) / 4, rel=1e-12)
+        assert float(r.test_error) == pytest.approx(1.0, abs=1e-6)
+        # 2 E[ell]/expm1(2t) = E[ell]/t to double precision, plus O(1) terms
+        assert float(r.empirical_score_error) == pytest.approx(np.mean(kw["spectrum"]) / 1e-300, rel=1e-12)
+
+
+def test_empirical_score_error_beyond_the_double_range_is_inf_and_finite_at_dps():
+    kw = dict(psi_n=0.3, psi_p=0.06, m=math.inf, t=1e-300, lam=0.01, spectrum=[1e100, 1.0])
+    assert rf_dsm(**kw).empirical_score_error == math.inf
+    r = rf_dsm(**kw, dps=30)
+    assert abs(r.empirical_score_error / (mpmath.mpf(5e99) / mpmath.mpf(1e-300)) - 1) < 1e-12
+
+
+@pytest.mark.slow
+def test_rerun_reproducer_high_precision_ldm_point_is_fast_and_agrees_with_double():
+    assert mpmath.libmp.BACKEND == "gmpy"  # the pure-Python back end took 93 s here (gmpy2: 27 s)
+    kw = dict(n_over_d=2.517, spectrum=[22.35, 2.517], mean_norm=1.0, beta_max=0.001)
+    start = time.perf_counter()
+    hi = ldm(**kw, dps=30)
+    assert time.perf_counter() - start < 60
+    lo = ldm(**kw)
+    for name in ("kl_gen_data_per_dim", "kl_data_gen_per_dim", "kl_oracle_per_dim"):
+        assert float(getattr(hi, name)) == pytest.approx(float(getattr(lo, name)), rel=1e-10)

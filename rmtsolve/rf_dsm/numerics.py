@@ -22,6 +22,7 @@ import math
 import mpmath
 import numpy as np
 
+from .._generated import rf_dsm as _eq
 from .._backend import MATH, NUMPY
 from ..errors import ConvergenceError
 
@@ -421,6 +422,7 @@ def kernel_errors(ksys, y, a, f, by_eigenvalue=False):
 
 
 def empirical_shift(s2, t, f):
-    """2 e^{-2t} s2/D: the term the d -> inf empirical-score error adds besides the cross term
-    (linear in the eigenvalue, so taken with the exact mean s2 rather than a quadrature)."""
-    return 2 * s2 * f.exp(-2 * t) / -f.expm1(-2 * t)  # expm1: D keeps its digits at tiny t
+    """2 e^{-2t} s2/D = 2 s2/expm1(2t): the term the d -> inf empirical-score error adds besides
+    the cross term (linear in the eigenvalue, so taken with the exact mean s2 rather than a
+    quadrature); of order s2/t as t -> 0, so +inf in double precision once that passes 1.8e308."""
+    return _eq.empirical_shift(s2, t, _f=f)

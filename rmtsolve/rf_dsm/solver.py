@@ -540,7 +540,7 @@ def _result(system, test, train, u, args, params, res, its, dps, by, converged):
                 if isinstance(v, mpmath.mpf) and mpmath.isfinite(v) and -tol <= v < 0:
                     flat[i] = mpmath.mpf(0)
     cross = params.pop("_cross")
-    with np.errstate(invalid="ignore"):
+    with np.errstate(invalid="ignore", over="ignore"):  # ese is +inf beyond the double range (conventions 1.2)
         score = test - floor
         if dps is None:
             ese = np.asarray(test, dtype=float) + np.asarray(cross, dtype=float) + empirical_shift(
