@@ -8,6 +8,7 @@ shared through ``sympy.cse`` so large error formulas stay cheap to evaluate.
 from __future__ import annotations
 
 import dataclasses
+import re
 import textwrap
 
 import sympy as sp
@@ -68,27 +69,125 @@ class Function:
 
 
 @dataclasses.dataclass
+class Tex:
+    """An equation sympy cannot state (operators, inverse transforms), written by hand."""
+
+    latex: str
+    text: str
+    uses: tuple  # the symbol names it uses, checked against the document's table
+
+
+class Document:
+    """The derivation as a reader checks it, recorded while ``build()`` performs it.
+
+    ``symbols`` maps every symbol (and undefined function) name that a shown equation uses to
+    its LaTeX form and a definition in words; showing an equation with a name missing there is
+    an error, so the printed document defines every symbol it uses.  :meth:`step` decorates
+    the derivation's step functions: the first call records the docstring (its first line is
+    the step's title, the rest its prose) and the equations :meth:`show` receives while the
+    step runs.  :meth:`system` adds the final system.  :meth:`data` is what the package ships
+    (strings only; ``rmtsolve.derive`` renders LaTeX, Markdown and plain text from it).
+    """
+
+    def __init__(self, title: str, intro: str, symbols: dict):
+        self.title, self.intro, self.symbols = title, intro, symbols
+        self.sections: list[dict] = []
+        self._open: list[dict] = []
+        self._seen: set[str] = set()
+
+    def step(self, fn):
+        import functools
+
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            head, _, body = (fn.__doc__ or fn.__name__).partition("\n")
+            number = re.match(r"step(\d+)_", fn.__name__)
+            title = (f"Step {number.group(1)}: " if number else "") + head.strip().rstrip(".")
+            section = dict(title=title, prose=textwrap.dedent(body).strip(), equations=[])
+            if fn.__name__ not in self._seen:  # a step run again (another route) is recorded once
+                self._seen.add(fn.__name__)
+                self.sections.append(section)
+            self._open.append(section)
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                self._open.pop()
+        return wrapper
+
+    def show(self, label: str, expr, note: str = ""):
+        """Record ``expr`` (a sympy expression or Eq) in the running step; returns it."""
+        self._open[-1]["equations"].append(self._render(label, expr, note))
+        return expr
+
+    def show_tex(self, label: str, latex: str, text: str, uses: tuple, note: str = ""):
+        """An equation sympy cannot state (operators, expectations): LaTeX and text by hand,
+        with the names it uses checked against the symbol table."""
+        self._check(set(uses), label)
+        self._open[-1]["equations"].append(dict(label=label, latex=latex, text=text, note=note))
+
+    def reset(self):
+        """Forget what an earlier ``build()`` in this process recorded."""
+        self.sections, self._open, self._seen = [], [], set()
+
+    def system(self, title: str, eqs: list, prose: str = ""):
+        """A section of the final system: ``[(label, sympy Eq or expression)]``; an entry
+        ``(label, Tex(latex, text, uses))`` is an equation written by hand (see :meth:`show_tex`)."""
+        rendered = []
+        for label, e in eqs:
+            if isinstance(e, Tex):
+                self._check(set(e.uses), label)
+                rendered.append(dict(label=label, latex=e.latex, text=e.text, note=""))
+            else:
+                rendered.append(self._render(label, e))
+        self.sections.append(dict(title=title, prose=prose, system=True, equations=rendered))
+
+    def _names(self, expr) -> set:
+        from sympy.core.function import AppliedUndef
+
+        names = {str(x) for x in expr.free_symbols if not isinstance(x, sp.Indexed)}
+        names |= {str(x.base) for x in expr.atoms(sp.Indexed)}
+        names -= {str(x) for x in expr.atoms(sp.Idx)}
+        for bound in expr.atoms(sp.Sum, sp.Product, sp.Integral):
+            names |= {str(v) for v in bound.variables}
+        names |= {type(f).__name__ for f in expr.atoms(AppliedUndef)}
+        names |= {str(d.args[0]) for d in expr.atoms(sp.Derivative) if isinstance(d.args[0], sp.Symbol)}
+        return names
+
+    def _check(self, names: set, label: str):
+        missing = sorted(n for n in names if n not in self.symbols)
+        if missing:
+            raise AssertionError(f"{self.title}, {label!r}: no definition in words for {missing}")
+
+    def _render(self, label: str, expr, note: str = "") -> dict:
+        expr = sp.sympify(expr)
+        # expm1 is how the code keeps digits; readers see e^x - 1
+        expr = expr.replace(lambda n: isinstance(n, expm1), lambda n: sp.exp(n.args[0]) - 1)
+        self._check(self._names(expr), label)
+        names = {x: self.symbols[str(x)][0] for x in expr.free_symbols if str(x) in self.symbols}
+        latex = sp.latex(expr, symbol_names=names)
+        if isinstance(expr, sp.Eq):
+            text = f"{sp.sstr(expr.lhs)} = {sp.sstr(expr.rhs)}"
+        else:
+            text = sp.sstr(expr)
+        return dict(label=label, latex=latex, text=text, note=note)
+
+    def data(self) -> dict:
+        return dict(title=self.title, intro=textwrap.dedent(self.intro).strip(),
+                    symbols=[(k, v[0], v[1]) for k, v in self.symbols.items()], sections=self.sections)
+
+
+@dataclasses.dataclass
 class Module:
     """Everything one derivation hands to the package."""
 
     name: str
     functions: list
-    latex: str  # the final system, for ``rmtsolve derive NAME --latex``
-    text: str  # the same in plain text, for ``rmtsolve derive NAME``
+    document: Document  # printed by ``rmtsolve derive`` (rmtsolve.derive renders it)
 
     def source(self) -> str:
-        parts = [HEADER.format(name=self.name), f"LATEX = {self.latex!r}\n", f"TEXT = {self.text!r}\n"]
+        import pprint
+
+        doc = pprint.pformat(self.document.data(), width=100, sort_dicts=False)
+        parts = [HEADER.format(name=self.name), f"DOCUMENT = {doc}\n"]
         parts += ["\n\n" + f.source() for f in self.functions]
         return "".join(parts)
-
-
-def eq_block(title: str, eqs: list[tuple[str, sp.Basic]]) -> tuple[str, str]:
-    """Render ``[(label, sympy Eq or expression)]`` as (latex, text)."""
-    latex = [f"% {title}"]
-    text = [title]
-    for label, e in eqs:
-        if isinstance(e, sp.Basic):  # expm1 is how the code keeps digits; readers see e^x - 1
-            e = e.replace(lambda n: isinstance(n, expm1), lambda n: sp.exp(n.args[0]) - 1)
-        latex.append(f"{label}:\\quad {sp.latex(e)}")
-        text.append(f"  {label}: {sp.sstr(e)}")
-    return "\n".join(latex) + "\n", "\n".join(text) + "\n"

@@ -27,7 +27,7 @@ from __future__ import annotations
 import sympy as sp
 from sympy.codegen.cfunctions import expm1
 
-from ._codegen import Function, Module, eq_block
+from ._codegen import Document, Function, Module
 
 
 class logaddexp(sp.Function):
@@ -71,8 +71,78 @@ z = sp.Symbol("z")
 log_e = sp.Symbol("log_e")  # log E = -tau (m + lam); -inf for the converged denoiser
 E = sp.exp(log_e)
 
+DOC = Document("Linear diffusion models: the law a DDPM sampler generates from N samples", __doc__, {
+    "c": (r"c", "an eigenvalue of the sample covariance C"),
+    "z": (r"z", "complex continuation of c (contour integrals)"),
+    "lam": (r"\lambda", "ridge"),
+    "tau": (r"\tau", "gradient-flow (early-stopping) time of the denoiser"),
+    "beta": (r"\beta", "beta_t of the noise schedule"),
+    "abar": (r"\bar{\alpha}", "abar_t = prod_{u<=t} (1 - beta_u)"),
+    "abar_prev": (r"\bar{\alpha}_{t-1}", "abar_{t-1}"),
+    "om": (r"\omega", "1 - abar_t"),
+    "omp": (r"\omega'", "1 - abar_{t-1}"),
+    "log_e": (r"\log E", "log E = -tau (m + lam); -inf for the converged denoiser"),
+    "W": (r"W", "the denoiser's weight on a direction of C (a function of the flow time)"),
+    "W_t": (r"W_t", "the denoiser's weight on a direction of C"),
+    "q_t": (r"q_t", "1 - sqrt(1 - abar) W_t: the noise left unexplained"),
+    "a_t": (r"a_t", "the sampler's contraction of one DDPM step on a direction of C"),
+    "a": (r"a", "a_t as a function of the step"),
+    "h_t": (r"h_t", "the sampler's weight on the sample mean in one step"),
+    "beta_t": (r"\beta_t", "linear schedule beta_min + (beta_max - beta_min) t/T"),
+    "beta_min": (r"\beta_{\min}", "first beta of the schedule"),
+    "beta_max": (r"\beta_{\max}", "last beta of the schedule"),
+    "t": (r"t", "sampler step"),
+    "T": (r"T", "number of sampler steps"),
+    "k_0": (r"k_0", "the generated mean is k_0(C) xbar"),
+    "abar_T": (r"\bar{\alpha}_T", "abar at the last step"),
+    "v_{t-1}": (r"v_{t-1}", "variance of the sampler on a direction after step t"),
+    "v": (r"v", "variance before the step"),
+    "s2": (r"s^2", "s_t^2 = beta_t, the injected noise variance (0 at t = 1)"),
+    "KL": (r"\mathrm{KL}", "Gaussian KL divergence per dimension"),
+    "tr_ratio": (r"\operatorname{tr}(V_2^{-1} V_1)/d", "trace term of the KL"),
+    "logdet_p": (r"\log\det V_1/d", "log-determinant of the first law per dimension"),
+    "logdet_q": (r"\log\det V_2/d", "log-determinant of the second law per dimension"),
+    "maha": (r"\mathrm{maha}", "the mean mismatch (m_1 - m_2)^T V_2^{-1} (m_1 - m_2)/d"),
+    "mean_norm": (r"\|\mu\|^2/d", "squared norm of the data mean per dimension"),
+    "t_mu": (r"t_\mu", "tr(P (I - K)^2)/d"),
+    "n_inv": (r"1/N", "inverse number of samples"),
+    "t_e": (r"t_e", "tr(K P K Sigma)/d"),
+    "test": (r"\mathrm{test}_t", "test error of the denoiser at step t"),
+    "train": (r"\mathrm{train}_t", "train error of the denoiser at step t"),
+    "iq2": (r"I_1[q_t^2]", "tr(q_t^2)/d"),
+    "isw2": (r"I_\Sigma[W_t^2]", "tr(Sigma W_t^2)/d"),
+    "icw2": (r"I_1[c W_t^2]", "tr(C W_t^2)/d"),
+    "m1": (r"m_1", "mean of the first Gaussian"), "m2": (r"m_2", "mean of the second Gaussian"),
+    "d": (r"d", "dimension"),
+    "gamma": (r"\gamma", "d/n, n = N - 1 (centring removes one sample)"),
+    "lam_nu": (r"\lambda_\nu", "an eigenvalue of the population covariance Sigma"),
+    "w_nu": (r"w_\nu", "its weight in the population law (weights sum to 1)"),
+    "nu": (r"\nu", "population atom index"),
+    "mt": (r"\tilde{m}", "companion transform -1/(z (1 + delta)) of the sample covariance"),
+    "mt0": (r"\tilde{m}_0", "mt at z -> 0 when n < d (the kernel of C)"),
+    "zz": (r"z", "spectral argument"),
+    "m_A": (r"m_A", "tr(A Q(z))/d, the A-weighted Stieltjes transform"),
+    "delta_A": (r"\delta_A", "O(1/d) mean correction of tr(A Q(z)) for real Gaussian data"),
+    "R_12": (r"R_{12}", "tr(Sigma^-1 Q(z_1) Sigma Q(z_2))/d"),
+    "I_A^bulk[f]": (r"I_A^{\mathrm{bulk}}[f]", "the continuous part of the A-weighted spectral integral of f"),
+    "f": (r"f", "a spectral function"),
+    "A_nu": (r"A_\nu", "the weight A on atom nu"),
+    "gamma_m1": (r"\gamma - 1", "gamma - 1, passed exactly"),
+    "s": (r"s", "1/mt0"),
+    "G_m": (r"G_m", "dG/dmt, the derivative of Silverstein's residual in mt"),
+    "P_A": (r"P_A", "w A-weighted sum of u/(1+u)^2"),
+    "Q3": (r"Q_3", "w-weighted sum of u^2/(1+u)^3"),
+    "Q3_A": (r"Q_{3,A}", "w A-weighted sum of u^2/(1+u)^3"),
+    "h": (r"h", "1 - gamma S2"),
+    "S": (r"S", "kap1 kap2 tr(Sigma Qbar1 Sigma Qbar2)/n, the two-resolvent coupling"),
+    "z_1": (r"z_1", "first contour point"),
+    "z_2": (r"z_2", "second contour point"),
+    "v1": (r"v_1", "variance of the first Gaussian"), "v2": (r"v_2", "variance of the second Gaussian"),
+})
+
 
 # -- 1. the denoiser on one eigen-direction -------------------------------------------------
+@DOC.step
 def denoiser():
     """W_t(c) and q_t(c) = 1 - sqrt(1 - abar) W_t(c) (the noise left unexplained)."""
     m = abar * c + om  # eigenvalue of M_t = abar C + (1 - abar) I
@@ -93,10 +163,14 @@ def denoiser():
     # 1 - E through expm1, exact also when tau (m + lam) is tiny
     w_stable = sp.sqrt(om) * (-expm1(log_e)) / (m + lam)
     assert _zero(w_stable.rewrite(sp.exp) - w)
+    DOC.show("gradient flow", sp.Eq(W(tau).diff(tau), sp.sqrt(om) - W(tau) * (m + lam)))
+    DOC.show("", sp.Eq(sp.Symbol("W_t"), w_stable))
+    DOC.show("", sp.Eq(sp.Symbol("q_t"), q))
     return m, w, q, w_stable
 
 
 # -- 2. one DDPM step ------------------------------------------------------------------------
+@DOC.step
 def sampler_step(m, w):
     """u_{t-1} = (u - beta/sqrt(1-abar) (W u + b)) / sqrt(1-beta) + s xi, b = -sqrt(abar) W xbar.
 
@@ -119,9 +193,13 @@ def sampler_step(m, w):
     # a_1(0) = lam / ((beta + lam) sqrt(1 - beta)) vanishes without ridge (degenerate law)
     a1 = a.subs(log_e, -sp.oo).subs(sched).subs(abp, 1).subs(c, 0)
     assert _zero(a1 - lam / ((beta + lam) * sp.sqrt(1 - beta)))
+    DOC.show("a_t(c)", sp.Eq(sp.Symbol("a_t"), a))
+    DOC.show("h_t(c)", sp.Eq(sp.Symbol("h_t"), h))
+    DOC.show("log form", sp.Eq(sp.log(sp.Symbol("a_t")), log_a))
     return a, h, log_a, sched
 
 
+@DOC.step
 def step_difference(a, sched):
     """delta a_t(c) = a_t(c) - a_t(0) in closed form, free of cancellation.
 
@@ -145,6 +223,7 @@ def step_difference(a, sched):
 
 
 # -- 3. the mean -----------------------------------------------------------------------------
+@DOC.step
 def mean_recursion(a, h, sched):
     """Generated mean k_t xbar with k_T = 0 and k_{t-1} = a_t k_t + h_t.
 
@@ -153,10 +232,12 @@ def mean_recursion(a, h, sched):
     """
     source = sp.sqrt(abp) - a * sp.sqrt(abar) - h
     assert _zero(source.subs(sched))
+    DOC.show("the source of r vanishes", sp.Eq(source.subs(sched), 0))
     return source
 
 
 # -- 4. the variance -------------------------------------------------------------------------
+@DOC.step
 def variance_recursion():
     """v_{t-1} = a_t^2 v_t + s_t^2 with v_T = 1 (u_T ~ N(0, I)), s_t^2 = beta_t (t > 1), s_1 = 0.
 
@@ -177,10 +258,12 @@ def variance_recursion():
         v = at**2 * v + st**2
     assert _zero(v - (a1**2 * a2**2 * a3**2 + s3**2 * a1**2 * a2**2 + s2**2 * a1**2))
     var_step = a_**2 * v_ + s2_
+    DOC.show("variance map", sp.Eq(sp.Symbol("v_{t-1}"), var_step))
     return (la, lv, ls2, log_step), (a_, v_, s2_, var_step)
 
 
 # -- 5. Gaussian KL, errors, span ------------------------------------------------------------
+@DOC.step
 def gaussian_kl():
     """KL(N(m1, v1) || N(m2, v2)) on one direction from the densities, then the matrix form.
 
@@ -199,6 +282,8 @@ def gaussian_kl():
     assert _zero(sp.expand_log(kl - closed, force=True))
     tr, ld1, ld2, maha = sp.symbols("tr_ratio logdet_p logdet_q maha")
     kl_matrix = (tr - 1 + ld2 - ld1 + maha) / 2
+    DOC.show("one direction", sp.Eq(sp.Symbol("KL"), closed))
+    DOC.show("matrices", sp.Eq(sp.Symbol("KL"), kl_matrix))
     # one direction reproduces the scalar closed form
     assert _zero(kl_matrix.subs({tr: v1 / v2, ld1: sp.log(v1), ld2: sp.log(v2),
                                  maha: (m1 - m2) ** 2 / v2}) - closed)
@@ -217,6 +302,7 @@ def gaussian_kl():
     return (tr, ld1, ld2, maha), kl_matrix
 
 
+@DOC.step
 def mean_mismatch():
     """E over xbar = mu + e (e ~ N(0, Sigma/N), independent of C) and over a generic mu.
 
@@ -236,6 +322,7 @@ def mean_mismatch():
     return (mn, tmu, ninv, te), mn * tmu + ninv * te
 
 
+@DOC.step
 def errors():
     """Per-step errors; x_t = sqrt(abar) x0 + sqrt(om) eps, b = -sqrt(abar) W xbar.
 
@@ -252,10 +339,13 @@ def errors():
     assert _zero(expect - ((1 - sp.sqrt(om) * ww) ** 2 + abar * ww**2 * sig))
     test = iq2 + abar * (1 + ninv) * isw2
     train = iq2 + abar * icw2
+    DOC.show("test", sp.Eq(sp.Symbol("test"), test))
+    DOC.show("train", sp.Eq(sp.Symbol("train"), train))
     return (iq2, isw2, icw2, ninv), test, train
 
 
 # -- 6. deterministic equivalents ------------------------------------------------------------
+@DOC.step
 def silverstein():
     """Traces of spectral functions of C weighted by a function A of Sigma.
 
@@ -330,6 +420,7 @@ def silverstein():
 
 
 # -- 7. finite-d corrections (real Gaussian data) -------------------------------------------
+@DOC.step
 def fluctuation_mean():
     """The O(1) (total, i.e. O(1/d) per dimension) mean correction of spectral traces.
 
@@ -432,6 +523,7 @@ def fluctuation_mean():
         ((SA_inv, S_inv), atom), (Hs, gam, gm1)
 
 
+@DOC.step
 def two_point():
     """tr(Sigma^{-1} Q(z1) Sigma Q(z2))/d for the sample-mean term of KL(gen || data).
 
@@ -477,6 +569,7 @@ def two_point():
 
 
 def build() -> Module:
+    DOC.reset()
     m, w, q, w_stable = denoiser()
     a, h, log_a, sched = sampler_step(m, w)
     delta_a, delta_a_conv = step_difference(a, sched)
@@ -599,16 +692,10 @@ def build() -> Module:
     f_, mA = sp.Function("f"), sp.Function("m_A")
     eqs.append(("bulk part of I_A[f], contour Gamma+", sp.Eq(sp.Symbol("I_A^bulk[f]"),
                                          -sp.im(sp.Integral(f_(zz) * mA(zz), zz)) / sp.pi)))
-    latex, text = eq_block("Linear diffusion model: per-eigenvalue maps and spectral traces "
-                           "(E = exp(-tau (m + lam)), m = abar c + 1 - abar, om = 1 - abar)", eqs)
-    text += ASSEMBLY
-    latex += "".join(rf"\text{{{_tex_escape(line)}}}" + "\n" for line in ASSEMBLY.strip().splitlines())
-    return Module("ldm", fns, latex, text)
-
-
-def _tex_escape(line: str) -> str:
-    return "".join({"_": r"\_", "{": r"\{", "}": r"\}", "^": r"\^{}", "|": r"$|$"}.get(ch, ch)
-                   for ch in line)
+    DOC.system("per-eigenvalue maps and spectral traces", eqs,
+               "E = exp(-tau (m + lam)), m = abar c + 1 - abar, om = 1 - abar.")
+    DOC.sections.append(dict(title="spectral assembly", prose=ASSEMBLY, equations=[]))
+    return Module("ldm", fns, DOC)
 
 
 ASSEMBLY = """Spectral assembly: I_A[f] = int f dmu_A + f(0) tr(A P_0)/d, A in {1, Sigma^-1, Sigma}

@@ -56,7 +56,7 @@ from __future__ import annotations
 import sympy as sp
 from sympy.codegen.cfunctions import expm1
 
-from derivations._codegen import Function, Module, eq_block
+from derivations._codegen import Document, Function, Module
 
 # Parameters and order parameters (names as in the conventions / the Python API).
 psi_n, psi_p, t, lam, gam = sp.symbols("psi_n psi_p t lam gam", nonnegative=True)
@@ -70,7 +70,63 @@ k0, k1, G = sp.symbols("k0 k1 G")  # unknowns: 1/(1 + delta_tau) and a_I g
 rho = sp.exp(-2 * t)  # squared signal coefficient e^{-2t}
 D = 1 - rho  # noise variance D_t
 
+DOC = Document("RF-DSM: asymptotic errors of denoising score matching with random features", __doc__, {
+    "psi_n": (r"\psi_n", "n/d, training points per dimension"),
+    "psi_p": (r"\psi_p", "p/d, random features per dimension"),
+    "m": (r"m", "noise draws per training point"),
+    "iota": (r"\iota", "1/m (m = infinity is iota = 0)"),
+    "t": (r"t", "diffusion time; the noisy input is y = e^{-t} x + sqrt(D) z, D = 1 - e^{-2t}"),
+    "lam": (r"\lambda", "ridge"),
+    "gam": (r"\gamma", "weight of a fresh test row added to the loss (test_error = dL/dgam at gam = 0)"),
+    "mu0": (r"\mu_0", "E sigma(h), h the preactivation"),
+    "mu1": (r"\mu_1", "E sigma'(h): the linear Gaussian-equivalence coefficient"),
+    "mustar2": (r"{\mu_*^2}", "E sigma(h)^2 - mu0^2 - var(h) mu1^2: the nonlinear variance"),
+    "mu_s2": (r"{\mu_s^2}", "the nonlinear variance shared by the m noisy copies of one data point"),
+    "mu_e2": (r"{\mu_e^2}", "the nonlinear variance private to each copy, mustar^2 - mu_s^2"),
+    "K": (r"K", "kernel E sigma(h_j) sigma(h_k) of two preactivations as a function of their covariance"),
+    "S1": (r"S_1", "sum_j a_j of a row of the rotation of a group of m copies"),
+    "S2": (r"S_2", "sum_j a_j^2 of that row"),
+    "g": (r"g", "int dmu(x)/(a_O x + a_I) over the Marchenko-Pastur law of W W^T/d (ratio psi_p)"),
+    "a_O": (r"a_O", "coefficient of Omega = W W^T/d in the averaged feature covariance"),
+    "a_I": (r"a_I", "coefficient of the identity in the averaged feature covariance (includes lam)"),
+    "H_c": (r"H_c", "cross-covariance coefficient of the target coordinate with mu1 w_k"),
+    "q": (r"q", "averaged target variance"),
+    "k0": (r"k_0", "1/(1 + delta_mean), leave-one-out factor of the mean-row population"),
+    "k1": (r"k_1", "1/(1 + delta_orth), leave-one-out factor of the orthogonal-row population"),
+    "G": (r"G", "a_I g, the normalised Stieltjes unknown"),
+    "L": (r"L", "the averaged minimal ridge loss per output coordinate"),
+    "test_error": (r"\mathrm{test\_error}", "test error (conventions 1.2)"),
+    "train_error": (r"\mathrm{train\_error}", "train error (conventions 1.2)"),
+    "score_error": (r"\mathrm{score\_error}", "test_error - test_error_floor: D E||s_A - s*||^2/d"),
+    "test_error_floor": (r"\mathrm{test\_error\_floor}", "smallest possible test error"),
+    "empirical_score_error": (r"\mathrm{empirical\_score\_error}",
+                              "D E||s_A - s_emp||^2/d, s_emp the score of the diffused training set"),
+    "ell": (r"\ell", "an eigenvalue of the data covariance Sigma"),
+    "s2": (r"s_2", "tr Sigma/d, the mean eigenvalue"),
+    "E_H": (r"\mathbb{E}_H", "expectation over the population law H of Sigma's eigenvalues ell"),
+    "v_t": (r"v_t", "preactivation variance e^{-2t} s2 + D"),
+    "M(ell)": (r"M(\ell)", "coefficient of w_i w_i^T/d along eigenvalue ell in the feature covariance"),
+    "h(ell)": (r"h(\ell)", "w_i^T Q w_i/(d psi_p) along eigenvalue ell"),
+    "K_tau": (r"K_\tau", "k_tau/(lam eps): the rescaled leave-one-out factor at psi_p = inf"),
+    "K0": (r"K_0", "K_tau of the mean-row population"),
+    "K1": (r"K_1", "K_tau of the orthogonal-row population"),
+    "c_tau": (r"c_\tau", "the per-eigenvalue term of 1/K_tau in the kernel limit"),
+    "v_tau": (r"v_\tau", "input variance of population tau along ell"),
+    "kappa_tau": (r"\kappa_\tau", "nonlinear noise level of population tau (kappa_tau^2 its variance)"),
+    "Mt": (r"\tilde{M}", "M(ell) of the kernel limit, with k -> K, gam -> Gamma"),
+    "Ltilde": (r"\tilde{L}", "L/(lam eps) in the kernel limit"),
+    "Gamma": (r"\Gamma", "gam/(lam eps) in the kernel limit"),
+    "epsilon": (r"\epsilon", "1/psi_p"),
+    "E_beta2": (r"\mathbb{E}\beta^2", "second moment of the learned output coordinate beta = b_k . phi(y)"),
+    "E_beta_z": (r"\mathbb{E}\beta z_k", "covariance of beta with the target noise coordinate"),
+    "E_beta_x": (r"\mathbb{E}\beta x_k", "covariance of beta with the data coordinate"),
+    "l(ell)": (r"l(\ell)", "the minimal loss of the output coordinate along eigenvalue ell (L = E_H[l])"),
+    "h": (r"h", "int x dmu(x)/(a_O x + a_I) over the same law"),
+    "E_beta_y": (r"\mathbb{E}\beta y_k", "covariance of beta with the noisy input coordinate"),
+})
 
+
+@DOC.step
 def step1_gaussian_equivalence(var=sp.Integer(1), cov=rho):
     """Covariances of the Gaussian-equivalent features of two copies of one data point.
 
@@ -92,9 +148,13 @@ def step1_gaussian_equivalence(var=sp.Integer(1), cov=rho):
     subs = {mus2: shared, mue2: private}
     assert sp.simplify(ge_same.subs(subs) - (mu0**2 + var * mu1**2 + mustar2)) == 0
     assert sp.simplify(ge_cross.subs(subs) - K(cov)) == 0
-    return [("shared", sp.Eq(mus2, shared)), ("private", sp.Eq(mue2, private))]
+    out = [("shared", sp.Eq(mus2, shared)), ("private", sp.Eq(mue2, private))]
+    for label, e in out:
+        DOC.show(label, e)
+    return out
 
 
+@DOC.step
 def step2_rotate_groups():
     """Second moments of a rotated row sum_j a_j (y_j, z_j, features_j).
 
@@ -117,9 +177,16 @@ def step2_rotate_groups():
     # Rows of different populations (and different groups) are uncorrelated, hence
     # independent in the Gaussian model: two independent populations of sizes n, n(m-1).
     assert sp.simplify(pops["orth"]["v"] - D) == 0 and pops["orth"]["kappa2"] == mue2
+    DOC.show_tex("rotated row", r"\operatorname{Var}\Big(\sum_j a_j y_j\Big) = " + sp.latex(var_y),
+                 "Var(sum_j a_j y_j) = " + sp.sstr(var_y), ("S1", "S2", "t"))
+    for name in pops:
+        DOC.show_tex(f"{name} row", r"v = {}, \quad \kappa^2 = {}".format(
+            sp.latex(pops[name]["v"]), sp.latex(pops[name]["kappa2"], symbol_names={mus2: r"{\mu_s^2}", mue2: r"{\mu_e^2}"})),
+            f"v = {sp.sstr(pops[name]['v'])}, kappa^2 = {sp.sstr(pops[name]['kappa2'])}", ("m", "t", "mu_s2", "mu_e2"))
     return pops
 
 
+@DOC.step
 def step3_linear_gaussian(pops):
     """Per population, given W: feature covariance a_O Omega + a_I I, cross-covariance.
 
@@ -131,6 +198,7 @@ def step3_linear_gaussian(pops):
     return {**pops, "test": test}
 
 
+@DOC.step
 def step4_schur_complement():
     """Ridge loss minimum = 1 / [(S_aug + lam P + gam T_aug)^{-1}]_{last,last}.
 
@@ -148,9 +216,12 @@ def step4_schur_complement():
     quad = sp.expand((u.T * K * u)[0])
     bstar = sp.solve([sp.diff(quad, bi) for bi in b], list(b), dict=True)[0]
     assert sp.simplify(quad.subs(bstar) - schur) == 0
+    DOC.show_tex("Schur complement", r"\min_b\,(-b, 1) K (-b, 1)^T = q - c^T A^{-1} c = 1 / (K^{-1})_{\mathrm{last},\mathrm{last}}",
+                 "min_b (-b, 1) K (-b, 1)^T = q - c^T A^{-1} c = 1/(K^{-1})_{last,last}", ("q",))
     return schur
 
 
+@DOC.step
 def step5_sherman_morrison():
     """Leave-one-out identity behind the deterministic equivalent.
 
@@ -165,8 +236,11 @@ def step5_sherman_morrison():
     lhs = x.T * Q
     rhs = x.T * Qm / (1 + (x.T * Qm * x)[0] / N)
     assert sp.simplify(lhs - rhs) == sp.zeros(1, 2)
+    DOC.show_tex("leave one out", r"x_r^T Q = \frac{x_r^T Q_{-r}}{1 + x_r^T Q_{-r} x_r/N}",
+                 "x_r^T Q = x_r^T Q_{-r}/(1 + x_r^T Q_{-r} x_r/N)", ())
 
 
+@DOC.step
 def step6_omega_traces(pops):
     """Deterministic equivalents as functions of Omega and MP integrals.
 
@@ -212,6 +286,10 @@ def step6_omega_traces(pops):
                                                                       simultaneous=True)) == 0
     shown = sp.symbols("a_O a_I H_c q")  # the same system with the scalar blocks kept as symbols
     F_shown, L_shown = closed_system(*shown, P)
+    DOC.show("g (MP quadratic)", sp.Eq(g_eq.subs({aO_: shown[0], aI_: shown[1]}), 0))
+    DOC.show("h", sp.Eq(sp.Symbol("h"), hh_formula(g, shown[0])))
+    for sym, val in zip(shown, (aO, aI, Hc, qbar)):
+        DOC.show(str(sym), sp.Eq(sym, val))
     return F, Lbar, dict(zip(shown, (aO, aI, Hc, qbar))), F_shown, L_shown
 
 
@@ -242,6 +320,7 @@ def hh_formula(g_, aO_):
     return g_ / (1 + psi_p * aO_ * g_)
 
 
+@DOC.step
 def step9_anisotropic_rows():
     """Steps 2-3 for x ~ N(0, Sigma), along an eigen-direction of Sigma with eigenvalue ell.
 
@@ -267,9 +346,13 @@ def step9_anisotropic_rows():
     for name in pops:  # at ell = 1 the isotropic populations of steps 2-3
         for key in ("v", "c", "q", "kappa2"):
             assert sp.simplify(pops[name][key].subs(ell, 1) - iso_pops[name][key]) == 0
+    for name in pops:
+        DOC.show_tex(f"{name} row along ell", r"v_\tau(\ell) = " + sp.latex(pops[name]["v"]),
+                     f"v_tau(ell) = {sp.sstr(pops[name]['v'])}", ("v_tau", "ell", "m", "t"))
     return ge, pops
 
 
+@DOC.step
 def step10_column_leave_one_out():
     """Traces over W (Silverstein structure) for Sigma-dependent feature covariances.
 
@@ -292,8 +375,13 @@ def step10_column_leave_one_out():
     silverstein = aI_ * g + g * aO_ / (1 + psi_p * g * aO_) - 1  # (b) at H = delta_1, M = a_O
     mp_fixed = g - 1 / (aO_ / (1 + psi_p * aO_ * g) + aI_)
     assert sp.simplify(silverstein - mp_fixed * (aI_ + aO_ / (1 + psi_p * g * aO_))) == 0
+    DOC.show_tex("(a)", r"w_i^T Q w_i / d = \psi_p h(\ell_i), \quad h = \frac{g}{1 + \psi_p g M}",
+                 "w_i^T Q w_i/d = psi_p h(ell_i), h = g/(1 + psi_p g M)", ("psi_p", "g", "h(ell)", "M(ell)"))
+    DOC.show_tex("(b) Silverstein", r"1 = a_I g + g\, \mathbb{E}_H\!\left[\frac{M}{1 + \psi_p g M}\right]",
+                 "1 = a_I g + g E_H[M/(1 + psi_p g M)]", ("a_I", "g", "E_H", "psi_p", "M(ell)"))
 
 
+@DOC.step
 def step11_anisotropic_system(pops, F_iso, L_iso):
     """Node form of the anisotropic system, and its reduction to steps 1-7 at Sigma = I.
 
@@ -332,9 +420,14 @@ def step11_anisotropic_system(pops, F_iso, L_iso):
     assert sp.simplify(loss.subs(at1) - L_iso) == 0
     for e in f + [loss]:  # m = infinity (iota = 0) stays a regular point
         assert sp.denom(sp.together(e)).subs(iota, 0) != 0
+    hs = sp.Symbol("h(ell)")
+    DOC.show("M(ell)", sp.Eq(sp.Symbol("M(ell)"), M))
+    DOC.show("h(ell)", sp.Eq(hs, G / (sp.Symbol("a_I") + psi_p * sp.Symbol("M(ell)") * G)))
+    DOC.show("loss along ell", sp.Eq(sp.Symbol("l(ell)"), sp.Symbol("q") - psi_p * mu1**2 * sp.Symbol("H_c")**2 * hs))
     return f, loss, dict(M=M, a_I=aI, H_c=Hc, q=qbar, h=h)
 
 
+@DOC.step
 def step12_floor():
     """The smallest test error and the score error (conventions 1.5).
 
@@ -354,9 +447,13 @@ def step12_floor():
     assert sp.simplify(test - floor - score) == 0
     stable = ell / (ell + expm1(2 * t))  # D / rho = expm1(2t) keeps its digits (and ell = 0 finite) as t -> 0
     assert sp.simplify(stable.rewrite(sp.exp) - floor) == 0
+    DOC.show("test error", sp.Eq(sp.Symbol("test_error"), test))
+    DOC.show("floor along ell", sp.Eq(sp.Symbol("test_error_floor"), floor))
+    DOC.show("", sp.Eq(sp.Symbol("test_error_floor"), stable), "the form evaluated")
     return stable
 
 
+@DOC.step
 def step13_kernel_limit(f_node, l_node, pops):
     """psi_p -> inf at fixed lam (eps = 1/psi_p): the limits of step 11, computed by sympy.
 
@@ -417,6 +514,12 @@ def step13_kernel_limit(f_node, l_node, pops):
     cross_inf = sp.limit(sp.together(cross.subs(sub_inf)), eps, 0)
     assert sp.simplify(cross_inf + sp.exp(-t) * ell / sp.sqrt(D)) == 0  # the predictor -y/sqrt(D)
     kcross = (2 * sp.exp(-t) / sp.sqrt(D) * cross_lim).subs(onK)
+    DOC.show("Mt", sp.Eq(sp.Symbol("Mt"), Mt))
+    for k, Kk in zip(P, K):
+        DOC.show(f"1/K ({k} rows)", sp.Eq(1 / Kk, c[k]))
+    DOC.show("Ltilde", sp.Eq(sp.Symbol("Ltilde"), Lt))
+    DOC.show("m = inf", sp.Eq(K[0], K0_inf))
+    DOC.show("", sp.Eq(sp.Symbol("test_error"), test_inf))
     return y, resid, loss_y, Gam, test_inf, (Mt, c, Lt, K), upper, kcross
 
 
@@ -430,6 +533,7 @@ def weighted_k2(P, alpha, kk):
     return sum(sp.expand(alpha[k] * P[k]["kappa2"]) * kk[k] for k in P)
 
 
+@DOC.step
 def step14_empirical_score(ablocks):
     """The d -> inf empirical-score error, per eigenvalue (see the module docstring, step 14).
 
@@ -449,6 +553,8 @@ def step14_empirical_score(ablocks):
     cross = -mu1**2 * a * ell * ablocks["H_c"] * psi_p * ablocks["h"]
     ese_node = test_ell + 2 * a * Ebx / sp.sqrt(D) + 2 * rho * ell / D
     assert sp.simplify(ese - ese_node) == 0
+    DOC.show("along ell", sp.Eq(sp.Symbol("empirical_score_error"), ese_node))
+    DOC.show("", sp.Eq(Ebx, -mu1**2 * a * ell * sp.Symbol("H_c") * psi_p * sp.Symbol("h(ell)")))
     # 2 e^{-2t} ell / D = 2 ell / expm1(2t): the form that keeps its digits (and stays finite) as t -> 0
     shift = 2 * ell / expm1(2 * t)
     assert sp.simplify(shift.rewrite(sp.exp) - 2 * rho * ell / D) == 0
@@ -456,6 +562,7 @@ def step14_empirical_score(ablocks):
 
 
 def build() -> Module:
+    DOC.reset()
     ge = step1_gaussian_equivalence()
     pops = step3_linear_gaussian(step2_rotate_groups())
     step4_schur_complement()
@@ -546,19 +653,21 @@ def build() -> Module:
         ("empirical_score_error (d -> inf)", sp.Eq(sp.Symbol("empirical_score_error"), sp.Symbol("test_error")
                                                     + El(ese_cross + ese_shift))),
         ("kernel limit psi_p = inf, finite m: 1/K_tau",
-         sp.Eq(1 / sp.Symbol("K_tau"), El(sp.Symbol("c_tau(ell)")))),
-        ("", sp.Eq(sp.Symbol("c_tau(ell)"), sp.Symbol("(iota/psi_n)(mu1^2 v_tau(ell)/(1 + Mt(ell)) + kappa_tau^2)"))),
-        ("", sp.Eq(sp.Symbol("Mt(ell)"), kshown[0])),
+         sp.Eq(1 / sp.Symbol("K_tau"), El(sp.Symbol("c_tau")))),
+        ("", sp.Eq(sp.Symbol("c_tau"), (iota / psi_n) * (mu1**2 * sp.Symbol("v_tau") / (1 + sp.Symbol("Mt"))
+                                                          + sp.Symbol("kappa_tau")**2))),
+        ("", sp.Eq(sp.Symbol("Mt"), kshown[0])),
         ("", sp.Eq(sp.Symbol("Ltilde"), El(kshown[2]))),
         ("", sp.Eq(sp.Symbol("test_error"), sp.Derivative(sp.Symbol("Ltilde"), Gam))),
         ("kernel limit, m = inf", sp.Eq(sp.Symbol("test_error"), El(ktest_inf))),
         ("kernel limit, any m", sp.Eq(sp.Symbol("train_error"), 0)),
     ]
-    latex_a, text_a = eq_block(
-        "RF-DSM with x ~ N(0, Sigma), population law H of the eigenvalues ell of Sigma (conventions 1.5; "
-        "iota = 1/m, m = infinity is iota = 0); test_error = dL/dgam, train_error = L - lam dL/dlam at "
-        "gam = 0 (total derivatives); test_error_by_eigenvalue = d l(ell)/dgam", aeqs)
-    latex, text = eq_block(
-        "Isotropic data (Sigma = I): the same system through the Marchenko-Pastur law of W W^T/d "
-        "(asserted equivalent at H = delta_1)", eqs)
-    return Module("rf_dsm", functions, latex_a + latex, text_a + text)
+    DOC.system(
+        "RF-DSM with x ~ N(0, Sigma)", aeqs,
+        "Population law H of the eigenvalues ell of Sigma (conventions 1.5; iota = 1/m, m = infinity is "
+        "iota = 0); test_error = dL/dgam, train_error = L - lam dL/dlam at gam = 0 (total derivatives); "
+        "test_error_by_eigenvalue = dl(ell)/dgam.")
+    DOC.system(
+        "isotropic data (Sigma = I)", eqs,
+        "The same system through the Marchenko-Pastur law of W W^T/d (asserted equivalent at H = delta_1).")
+    return Module("rf_dsm", functions, DOC)

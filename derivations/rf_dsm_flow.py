@@ -42,7 +42,7 @@ from __future__ import annotations
 import sympy as sp
 
 from derivations import rf_dsm as R
-from derivations._codegen import Function, Module, eq_block
+from derivations._codegen import Document, Function, Module, Tex
 
 x = sp.Symbol("x")  # eigenvalue of Omega = W W^T/d
 # One-point solutions at two ridges (complex in use): unknowns and ridge of each.
@@ -50,6 +50,50 @@ k0a, k1a, Ga, lama = sp.symbols("k0a k1a Ga lama")
 k0b, k1b, Gb, lamb = sp.symbols("k0b k1b Gb lamb")
 psi_n, psi_p, iota, t, mu1, mus2, mue2 = R.psi_n, R.psi_p, R.iota, R.t, R.mu1, R.mus2, R.mue2
 D = R.D
+
+DOC = Document("RF-DSM under gradient flow", __doc__, {
+    "tau": (r"\tau", "gradient-flow time, in units of d (conventions 1.4)"),
+    "xi": (r"\xi", "Laplace variable of the flow time"),
+    "lam": (r"\lambda", "ridge"),
+    "b": (r"b", "the output weights of one output coordinate at time tau"),
+    "yhat": (r"\hat{y}", "Phi^T z/N: the features' correlation with the target coordinate"),
+    "R": (r"R", "the resolvent (U + zeta)^{-1} at a (complex) ridge zeta"),
+    "U": (r"U", "Phi^T Phi/(n m), the feature Gram matrix"),
+    "c_t": (r"c_t", "cross-covariance of test features with the target coordinate"),
+    "Sigma_t": (r"\Sigma_t", "covariance of the test features (eigenvalue x of Omega for isotropic data)"),
+    "x": (r"x", "an eigenvalue of Omega = W W^T/d"),
+    "t": (r"t", "diffusion time"),
+    "mu1": (r"\mu_1", "the linear Gaussian-equivalence coefficient"),
+    "mu_s2": (r"{\mu_s^2}", "shared nonlinear variance"),
+    "mu_e2": (r"{\mu_e^2}", "private nonlinear variance"),
+    "psi_n": (r"\psi_n", "n/d"),
+    "psi_p": (r"\psi_p", "p/d"),
+    "k_u1": (r"k_{u,1}", "leave-one-out factor of population u at the first ridge"),
+    "k_u2": (r"k_{u,2}", "the same at the second ridge"),
+    "J_mean": (r"J_{\mathrm{mean}}", "iota tr(Sigma_mean E[R_1 Sigma_t R_2])/p, mean-row population"),
+    "J_orth": (r"J_{\mathrm{orth}}", "the same for the orthogonal-row population"),
+    "J_u": (r"J_u", "J of population u"),
+    "I": (r"I", "the Marchenko-Pastur integral I(P) below"),
+    "iS": (r"\iota\Sigma", "iota times the feature covariance of a population (polynomial in x)"),
+    "aS": (r"\alpha\Sigma", "alpha_u times the feature covariance of population u"),
+    "a_O1": (r"a_{O,1}", "a_O at the first ridge"), "a_O2": (r"a_{O,2}", "a_O at the second ridge"),
+    "a_I1": (r"a_{I,1}", "a_I at the first ridge"), "a_I2": (r"a_{I,2}", "a_I at the second ridge"),
+    "MP": (r"\mathrm{MP}_{\psi_p}", "the Marchenko-Pastur law of ratio psi_p"),
+    "tau_12": (r"\tau_{12}", "tr(Q_1 Q_2)/p for anisotropic data"),
+    "g_1": (r"g_1", "g at the first ridge"), "g_2": (r"g_2", "g at the second ridge"),
+    "M_1": (r"M_1", "M(ell) at the first ridge"), "M_2": (r"M_2", "M(ell) at the second ridge"),
+    "s_1": (r"s_1", "1/(1 + psi_p g_1 M_1(ell))"), "s_2": (r"s_2", "1/(1 + psi_p g_2 M_2(ell))"),
+    "E_H": (r"\mathbb{E}_H", "expectation over the population law H of Sigma's eigenvalues"),
+    "ell": (r"\ell", "an eigenvalue of Sigma"),
+    "m_j": (r"m_j", "E_H[ell^j s_1 s_2], j = 0, 1, 2"),
+    "w_k": (r"w_k", "the k-th column of W over sqrt(d)"),
+    "Q_1": (r"Q_1", "(W M_1 W^T/d + a_I1)^{-1}"), "Q_2": (r"Q_2", "(W M_2 W^T/d + a_I2)^{-1}"),
+    "C": (r"C", "a feature covariance mu1^2 W V W^T/d + kappa^2"),
+    "V": (r"V", "the diagonal input variances of a population (linear in ell)"),
+    "kappa": (r"\kappa", "nonlinear noise level of a population"),
+    "test": (r"\mathrm{test\_error}", "test error at time tau"),
+    "train": (r"\mathrm{train\_error}", "train error at time tau"),
+})
 
 
 def populations():
@@ -113,8 +157,15 @@ def _solve_fixed_2(b, M):
     return [e.xreplace(subs) for e in Jg]
 
 
+@DOC.step
 def two_point():
-    """yhat^T R(lama) Sigma_t R(lamb) yhat, averaged over the output coordinates."""
+    """The two-point term yhat^T R(lama) Sigma_t R(lamb) yhat, averaged over the output coordinates.
+
+    The traces of the leave-one-out system J = b + M J (one unknown per row population, solved
+    by Cramer's rule) are Marchenko-Pastur integrals of rational functions of x, reduced by
+    partial fractions to g_1, g_2 and the moments of the law; the Schur complements of the
+    augmented matrices turn them into the target quadratic form.
+    """
     P, test, alpha = populations()
     A = blocks(k0a, k1a, Ga, lama, P, alpha)
     B = blocks(k0b, k1b, Gb, lamb, P, alpha)
@@ -144,6 +195,7 @@ def two_point():
                    - mu1**2 * psi_p * (A["Hc"] * A["h"] + B["Hc"] * B["h"]) * sp.expand(alpha[u] * P[u]["c"])
                    + sp.expand(alpha[u] * P[u]["q"]))
         spread += psi_p / psi_n * kA[u] * kB[u] * J[u] * bracket
+    DOC.show("test feature covariance", sp.Eq(sp.Symbol("Sigma_t"), sigma_t))
     return direct + spread, (A, B, sigma_t)
 
 
@@ -172,8 +224,14 @@ def moment(poly):
     return sum(p.coeff_monomial(ell**j) * m_sym[j] for j in range(3))
 
 
+@DOC.step
 def two_point_aniso():
-    """Two-point term of the coordinates along ell, given the moments m_j (anisotropic data)."""
+    """The two-point term for anisotropic data, along an eigenvalue ell, given the moments m_j.
+
+    The same leave-one-out system with the traces over W done by removing columns of W
+    (derivations/rf_dsm.py, step 10); every input variance is linear in ell, so the term is a
+    closed function of ell and the three moments m_j = E_H[ell^j s_1 s_2].
+    """
     _, pops = R.step9_anisotropic_rows()
     P = {"mean": {k: sp.expand(v.subs(R.m, 1 / iota)) for k, v in pops["mean"].items()}, "orth": pops["orth"]}
     test, alpha = pops["test"], {"mean": iota, "orth": 1 - iota}
@@ -217,6 +275,7 @@ def two_point_aniso():
 
 
 def build() -> Module:
+    DOC.reset()
     T2, (A, B, sigma_t) = two_point()
     args2 = (k0a, k1a, Ga, lama, k0b, k1b, Gb, lamb, psi_n, psi_p, iota, t, mu1, mus2, mue2)
     P, test, alpha = populations()
@@ -237,19 +296,37 @@ def build() -> Module:
         Function("node_test_cross", (ell,) + args1, (cross_n,),
                  "Anisotropic: c_t^T R(lama) yhat of the coordinates along ell."),
     ]
-    Tsym, Jm, Jo = sp.symbols("T_12 J_mean J_orth")
     eqs = [
-        ("gradient flow", sp.Eq(sp.Symbol("b(tau)"), sp.Symbol("L^{-1}[R(lam + xi) yhat / xi](tau)"))),
-        ("test_error(tau)", sp.Eq(sp.Symbol("test"), sp.Symbol("1 - 2 c_t^T b + b^T Sigma_t b"))),
-        ("train_error(tau)", sp.Eq(sp.Symbol("train"), sp.Symbol("1 - 2 yhat^T b + b^T U b"))),
-        ("two-point system", sp.Eq(Jm, sp.Symbol("I(iS_mean Sigma_t) + sum_u (psi_p/psi_n) k_u1 k_u2 J_u I(iS_mean aS_u)"))),
-        ("", sp.Eq(Jo, sp.Symbol("I(iS_orth Sigma_t) + sum_u (psi_p/psi_n) k_u1 k_u2 J_u I(iS_orth aS_u)"))),
-        ("I(P)", sp.Eq(sp.Symbol("I(P)"), sp.Symbol("int P(x)/((a_O1 x + a_I1)(a_O2 x + a_I2)) dMP_{psi_p}(x)"))),
+        ("gradient flow", Tex(r"b(\tau) = \mathcal{L}^{-1}\left[\frac{R(\lambda + \xi)\,\hat{y}}{\xi}\right](\tau)",
+                              "b(tau) = L^{-1}[R(lam + xi) yhat / xi](tau)", ("b", "tau", "R", "lam", "xi", "yhat"))),
+        ("test_error(tau)", Tex(r"\mathrm{test\_error} = 1 - 2 c_t^T b + b^T \Sigma_t b",
+                                "test = 1 - 2 c_t^T b + b^T Sigma_t b", ("test", "c_t", "b", "Sigma_t"))),
+        ("train_error(tau)", Tex(r"\mathrm{train\_error} = 1 - 2 \hat{y}^T b + b^T U b",
+                                 "train = 1 - 2 yhat^T b + b^T U b", ("train", "yhat", "b", "U"))),
+        ("two-point system", Tex(
+            r"J_{\mathrm{mean}} = I(\iota\Sigma_{\mathrm{mean}} \Sigma_t) + \sum_u \frac{\psi_p}{\psi_n} k_{u,1} k_{u,2} "
+            r"J_u\, I(\iota\Sigma_{\mathrm{mean}}\, \alpha\Sigma_u)",
+            "J_mean = I(iS_mean Sigma_t) + sum_u (psi_p/psi_n) k_u1 k_u2 J_u I(iS_mean aS_u)",
+            ("J_mean", "I", "iS", "Sigma_t", "psi_p", "psi_n", "k_u1", "k_u2", "J_u", "aS"))),
+        ("", Tex(r"J_{\mathrm{orth}} = I(\iota\Sigma_{\mathrm{orth}} \Sigma_t) + \sum_u \frac{\psi_p}{\psi_n} k_{u,1} k_{u,2} "
+                 r"J_u\, I(\iota\Sigma_{\mathrm{orth}}\, \alpha\Sigma_u)",
+                 "J_orth = I(iS_orth Sigma_t) + sum_u (psi_p/psi_n) k_u1 k_u2 J_u I(iS_orth aS_u)",
+                 ("J_orth", "I", "iS", "Sigma_t", "psi_p", "psi_n", "k_u1", "k_u2", "J_u", "aS"))),
+        ("I(P)", Tex(r"I(P) = \int \frac{P(x)}{(a_{O,1} x + a_{I,1})(a_{O,2} x + a_{I,2})}\, d\mathrm{MP}_{\psi_p}(x)",
+                     "I(P) = int P(x)/((a_O1 x + a_I1)(a_O2 x + a_I2)) dMP_{psi_p}(x)",
+                     ("I", "x", "a_O1", "a_O2", "a_I1", "a_I2", "MP"))),
         ("Sigma_t(x)", sp.Eq(sp.Symbol("Sigma_t"), sigma_t)),
-        ("anisotropic data", sp.Eq(sp.Symbol("tau_12"), sp.Symbol("g_1 g_2/(1 - psi_p g_1 g_2 E_H[M_1 M_2 s_1 s_2])"))),
-        ("", sp.Eq(sp.Symbol("m_j"), sp.Symbol("E_H[ell^j s_1(ell) s_2(ell)], s_i = 1/(1 + psi_p g_i M_i(ell)), j = 0, 1, 2"))),
-        ("", sp.Eq(sp.Symbol("w_k^T Q_1 C Q_2 w_k/d"), sp.Symbol(
-            "s_1 s_2 (mu1^2 V(ell_k) psi_p^2 g_1 g_2 + mu1^2 psi_p tau_12 E_H[V s_1 s_2] + kappa^2 psi_p tau_12)"))),
+        ("anisotropic data", Tex(r"\tau_{12} = \frac{g_1 g_2}{1 - \psi_p g_1 g_2\, \mathbb{E}_H[M_1 M_2 s_1 s_2]}",
+                                 "tau_12 = g_1 g_2/(1 - psi_p g_1 g_2 E_H[M_1 M_2 s_1 s_2])",
+                                 ("tau_12", "g_1", "g_2", "psi_p", "E_H", "M_1", "M_2", "s_1", "s_2"))),
+        ("", Tex(r"m_j = \mathbb{E}_H[\ell^j s_1(\ell) s_2(\ell)],\quad s_i = \frac{1}{1 + \psi_p g_i M_i(\ell)},\quad j = 0, 1, 2",
+                 "m_j = E_H[ell^j s_1(ell) s_2(ell)], s_i = 1/(1 + psi_p g_i M_i(ell)), j = 0, 1, 2",
+                 ("m_j", "E_H", "ell", "s_1", "s_2", "psi_p", "g_1", "g_2", "M_1", "M_2"))),
+        ("", Tex(r"\frac{w_k^T Q_1 C Q_2 w_k}{d} = s_1 s_2 \left(\mu_1^2 V(\ell_k) \psi_p^2 g_1 g_2 + \mu_1^2 \psi_p \tau_{12}"
+                 r"\, \mathbb{E}_H[V s_1 s_2] + \kappa^2 \psi_p \tau_{12}\right)",
+                 "w_k^T Q_1 C Q_2 w_k/d = s_1 s_2 (mu1^2 V(ell_k) psi_p^2 g_1 g_2 + mu1^2 psi_p tau_12 E_H[V s_1 s_2] "
+                 "+ kappa^2 psi_p tau_12)",
+                 ("w_k", "Q_1", "Q_2", "C", "s_1", "s_2", "mu1", "V", "ell", "psi_p", "g_1", "g_2", "tau_12", "E_H", "kappa"))),
     ]
-    latex, text = eq_block("RF-DSM gradient flow: Talbot inverse Laplace + two-point deterministic equivalent", eqs)
-    return Module("rf_dsm_flow", functions, latex, text)
+    DOC.system("gradient flow: Talbot inverse Laplace transform and the two-point deterministic equivalent", eqs)
+    return Module("rf_dsm_flow", functions, DOC)

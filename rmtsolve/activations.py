@@ -255,7 +255,8 @@ def _from_expression(text: str) -> Activation:
         mp_func = None
 
     def mp_kinks(_k=kinks_exact):
-        return tuple(mpmath.mpf(str(sp.N(k, mpmath.mp.dps + 5))) for k in _k)
+        return tuple(k.mp() if isinstance(k, _ScannedRoot) else mpmath.mpf(str(sp.N(k, mpmath.mp.dps + 5)))
+                     for k in _k)
 
     return Activation(str(expr), "expr:" + sp.srepr(expr), np_func, mp_func, kinks,
                       mp_kinks if kinks_exact else None)
@@ -308,14 +309,41 @@ def _expression_kinks(expr, x) -> tuple:
         if isinstance(sol, sp.FiniteSet):
             points |= {p for p in sol if p.is_real}
         else:
-            points |= set(_scan_roots(sp.lambdify(x, arg, modules=["scipy", "numpy"])))
+            points |= {_ScannedRoot(r, arg, x) for r in _scan_roots(sp.lambdify(x, arg, modules=["scipy", "numpy"]))}
     unique = {float(p_): p_ for p_ in sorted(points, key=float)}  # exact 0 and a scanned 0.0 are one kink
     return tuple(unique.values())
 
 
+class _ScannedRoot:
+    """A kink sympy could not solve for: the double-precision root of ``arg`` found by a scan,
+    refined to the working precision when the mpmath path asks (a kink misplaced by 1e-16
+    costs a high-precision quadrature its convergence)."""
+
+    def __init__(self, value: float, arg, x):
+        self.value, self.arg, self.x = float(value), arg, x
+        self._f = None
+
+    def __float__(self) -> float:
+        return self.value
+
+    def mp(self):
+        import sympy as sp
+
+        if self._f is None:
+            self._f = sp.lambdify(self.x, self.arg, modules="mpmath")
+        v = mpmath.mpf(self.value)
+        half = mpmath.mpf(1e-9) * max(1, abs(self.value))
+        try:
+            a, b = v - half, v + half
+            if mpmath.sign(_to_mpf(self._f(a))) * mpmath.sign(_to_mpf(self._f(b))) < 0:
+                return mpmath.findroot(lambda z: _to_mpf(self._f(z)), (a, b), solver="anderson")
+        except (ValueError, ZeroDivisionError, TypeError):
+            pass
+        return v
+
+
 def _scan_roots(func) -> list:
-    """Sign changes of ``func`` on a fine grid, refined by bisection (floats, as sympy Floats)."""
-    import sympy as sp
+    """Sign changes of ``func`` on a fine grid, refined by bisection (floats)."""
     from scipy.optimize import brentq
 
     grid = np.linspace(-_KINK_RANGE, _KINK_RANGE, 80001)
@@ -328,7 +356,7 @@ def _scan_roots(func) -> list:
 
     for i in np.nonzero(np.sign(vals[:-1]) * np.sign(vals[1:]) < 0)[0]:
         roots.append(brentq(scalar, grid[i], grid[i + 1], xtol=1e-15))
-    return [sp.Float(r, 17) for r in roots]
+    return [float(r) for r in roots]
 
 
 # ---------------------------------------------------------------- callables

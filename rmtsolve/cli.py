@@ -332,12 +332,9 @@ def _cmd_coeffs(a):
 
 
 def _cmd_derive(a):
-    import importlib
+    from . import derive
 
-    names = {"rf-dsm": ("rf_dsm", "rf_dsm_flow"), "ldm": ("ldm",), "mp": ("mp",)}[a.model]
-    for name in names:
-        mod = importlib.import_module("rmtsolve._generated." + name)
-        print(mod.LATEX if a.latex else mod.TEXT, end="")
+    print(derive.latex(a.model) if a.latex else derive.text(a.model), end="")
 
 
 def _ldm_kwargs(a) -> dict:

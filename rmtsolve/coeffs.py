@@ -1076,7 +1076,80 @@ def _pair_mp(act, mom, rho, s, slope, diff, tol, L, dps):
     else:
         def accept(value, err):
             return err <= tol * mom.second
+    if s >= _SEPARABLE_MIN_S and _costly(act.key):
+        return _pair_separable_mp(act, mom, rho, s, slope, diff, L, accept)
     return _pair_gl_mp(act, mom, rho, s, slope, diff, L, accept)
+
+
+@functools.lru_cache(maxsize=256)
+def _costly(key: str) -> bool:
+    """Whether sigma costs more than the exponential per evaluation: an expression with a
+    special or transcendental function (erfc, exp, tanh, ...), not only Abs/Max/Min/sign/
+    Piecewise and arithmetic.  Decided from the expression, so a point always takes one path."""
+    if not key.startswith("expr:"):
+        return False
+    import sympy as sp
+
+    cheap = (sp.Abs, sp.Max, sp.Min, sp.sign, sp.Heaviside, sp.Piecewise)
+    expr = sp.sympify(key[len("expr:"):])
+    return any(not isinstance(f, cheap) for f in expr.atoms(sp.Function))
+
+
+# below this noise share s of v = rho u + s w, the v-grid of _pair_separable_mp would have to
+# cover (|rho| + s) L / s panel widths of the narrow Gaussian: the w-integral is cheaper then
+_SEPARABLE_MIN_S = 0.25
+
+
+def _pair_separable_mp(act, mom, rho, s, slope, diff, L, accept=None):
+    """:func:`_pair_gl_mp` with the inner integral taken in v = rho u + s w on one fixed grid.
+
+    For fixed u, E_w f(u, v) = int f(u, v) phi((v - rho u)/s)/s dv; composite Gauss-Legendre in
+    v, panels of width h s split at the kinks of sigma (the same resolution and splits as the
+    w-rule), shares sigma(v) between all u: sigma is evaluated at N_u + N_v points instead of
+    N_u N_v, and a pair costs one exponential (about 6x faster for kinked expressions at
+    30-50 digits).  Nodes with phi below phi(L) are skipped, as the w-rule truncates at L.
+    """
+    import bisect
+
+    sig = act.mp_func
+    kinks = act.mp_kinks()
+    h = mom.h
+    shadows = [k / rho for k in kinks if abs(k / rho) < L and abs(k / rho - k) > s / 1000]
+    outer = _breaks_mp(-L, L, h, list(kinks) + _graded(kinks, s, h, 2) + shadows
+                       + _graded(shadows, s / abs(rho), h, 2))
+    R = (abs(rho) + s) * L
+    vbreaks = _breaks_mp(-R, R, h * s, list(kinks))
+    norm = 1 / (s * mpmath.sqrt(2 * mpmath.pi))
+    half_inv_s2 = 1 / (2 * s * s)
+    cut = L * s
+    vals = []
+    for level in (3, 4, 5):
+        nodes = []
+        for a, b in zip(vbreaks[:-1], vbreaks[1:]):
+            mid, rad = (a + b) / 2, (b - a) / 2
+            nodes += [(mid + rad * xi, rad * wi) for xi, wi in _gl_mp(level, mpmath.mp.prec)]
+        nodes.sort()
+        vs = [v for v, _ in nodes]
+        wv = [w * norm for _, w in nodes]
+        gv = [sig(v) - slope * v for v in vs]
+        us, wus = _rule_mp(outer, level)
+        acc = []
+        for u, wu in zip(us, wus):
+            gu, ru = sig(u) - slope * u, rho * u
+            lo, hi = bisect.bisect_left(vs, ru - cut), bisect.bisect_right(vs, ru + cut)
+            ks = [w * mpmath.exp(-(v - ru) ** 2 * half_inv_s2) for v, w in zip(vs[lo:hi], wv[lo:hi])]
+            if diff:
+                inner = mpmath.fsum(k * (gu - g) ** 2 for k, g in zip(ks, gv[lo:hi])) / 2
+            else:
+                inner = gu * mpmath.fdot(ks, gv[lo:hi])
+            acc.append(wu * inner)
+        vals.append(mpmath.fsum(acc))
+        if len(vals) > 1:
+            err = abs(vals[-1] - vals[-2])
+            err = err * err / abs(vals[-1]) if vals[-1] else err
+            if accept is None or accept(vals[-1], err):
+                break
+    return vals[-1], err
 
 
 def _pair_gl_mp(act, mom, rho, s, slope, diff, L, accept=None):

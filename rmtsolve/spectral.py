@@ -88,7 +88,10 @@ def _parse_ratio(ratio):
     try:
         if isinstance(ratio, bool):
             raise TypeError
-        if isinstance(ratio, (numbers.Rational, str)):
+        if isinstance(ratio, numbers.Rational):  # Python ints inside: numpy's int64 would overflow
+            exact = fractions.Fraction(int(ratio.numerator), int(ratio.denominator))
+            value = float(exact)
+        elif isinstance(ratio, str):
             exact = fractions.Fraction(ratio)
             value = float(exact)
         else:
@@ -256,14 +259,20 @@ class MarchenkoPastur:
         if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 0:
             raise ParameterError("k", "a non-negative integer", k)
         c = self._exact if self._exact is not None else self.ratio
-        m = [fractions.Fraction(1) if self._exact is not None else 1.0]
+        k = int(k)
+        term = fractions.Fraction(1) if self._exact is not None else 1.0
+        if k == 0:
+            return term
+        # m_k = sum_{j<k} t_j, the positive Narayana terms: O(k), where the moment recursion
+        # (the definition) costs O(k^2) products of numbers of O(k) digits
+        total = term
         try:
-            for n in range(int(k)):
-                conv_plus = sum(m[i] * m[n - i] for i in range(1, n + 1))
-                m.append(_g.mp_moment_next(c, m[n], conv_plus, _f=NUMPY))
+            for j in range(k - 1):
+                term = term * _g.mp_narayana_ratio(c, k, j, _f=NUMPY)
+                total = total + term
         except OverflowError:
             return math.inf
-        return m[int(k)] if self._exact is not None or math.isfinite(m[int(k)]) else math.inf
+        return total if self._exact is not None or math.isfinite(total) else math.inf
 
     def log_moment(self, dps: int | None = None):
         """int log x dmu: -1 - (1-c)/c log(1-c) for c < 1, -1 at c = 1, -inf for c > 1."""

@@ -109,7 +109,7 @@ LDM_SIMULATION_RANGES: dict[str, tuple[float, float]] = {
     **LDM_RANGES, "n_over_d": (0.5, 8.0), "d": (10, 60), "seeds": (2, 4), "seed": (0, 2**32 - 1),
 }
 #: Ridgeless points (lam = 0) keep this relative distance from their divergence: RF-DSM
-#: |psi_p - m psi_n| >= margin m psi_n; LDM N - 1 >= (1 + margin) d (n_over_d >= 1 + margin
+#: ``|psi_p - m psi_n| >= margin m psi_n``; LDM N - 1 >= (1 + margin) d (n_over_d >= 1 + margin
 #: for d -> inf) unless tau is finite.
 RIDGELESS_MARGIN = 0.05
 
@@ -303,7 +303,7 @@ def _rf_dsm_ok(kw: dict, margin: float = RIDGELESS_MARGIN) -> bool:
 
 
 def _rf_dsm_sim_ok(kw: dict) -> bool:
-    """Also at the simulated sizes: lam = 0 keeps |p - n m| >= margin n m + 1."""
+    """Also at the simulated sizes: lam = 0 keeps ``|p - n m| >= margin n m + 1``."""
     if not _rf_dsm_ok(kw):
         return False
     try:
@@ -361,7 +361,7 @@ def rf_dsm_simulation_params(*, ridgeless: bool = False, **fixed: Any) -> Search
     with the defaults of :data:`RF_DSM_SIMULATION_RANGES`: psi_n, psi_p in [0.2, 4],
     m an integer in [1, 8] (simulations need a finite m), t in [0.05, 3], lam in [1e-3, 10],
     d in [20, 100], seeds in [2, 4], seed any 32-bit integer (``n_test``: left out).
-    With ``ridgeless=True``, lam = 0 also keeps |p - n m| >= margin n m + 1 at the
+    With ``ridgeless=True``, lam = 0 also keeps ``|p - n m| >= margin n m + 1`` at the
     simulated n = round(psi_n d), p = round(psi_p d). :func:`theory_kwargs` gives the
     matching :func:`rmtsolve.rf_dsm` call.
     """
@@ -575,7 +575,7 @@ def assert_matches_simulation(theory: Any, simulation: Any, *, rel: float = 0.01
         must carry ``<quantity>_stderr`` for every quantity compared. A NaN standard error
         (a single seed) counts as 0: only the relative tolerance is left.
     rel : float
-        Relative tolerance, a fraction of |theory|.
+        Relative tolerance, a fraction of ``|theory|``.
     n_se : float
         Tolerance in standard errors of the simulation.
     quantities : str, iterable of str or None

@@ -87,7 +87,7 @@ def test_nonconvergence_exits_3(monkeypatch, capsys):
 
 def test_derive_prints_the_system():
     code, out, _ = run("derive", "rf-dsm", "--latex")
-    assert code == 0 and "\\psi_{p}" in out and "test_error" in out
+    assert code == 0 and "\\psi_p" in out and "\\mathrm{test\\_error}" in out and out.startswith("\\documentclass")
     code, out, _ = run("derive", "rf-dsm")
     assert code == 0 and "k0 = 1/(1+delta0)" in out
 

@@ -339,6 +339,8 @@ def test_kernel_limit_at_high_precision_for_isotropic_data():
 
 def test_rf_dsm_failure_at_extreme_input_prints_one_line():
     code, _, err, _ = run("rf-dsm", "--psi-n", "1e-300", "--psi-p", "0.5", "--json")
+    assert one_line_error(code, err, status=2) and "psi_n" in err  # below 1e-12: out of the domain
+    code, _, err, _ = run("rf-dsm", "--psi-n", "1e-12", "--psi-p", "0.5", "--json")
     assert (code == 0 and not err) or one_line_error(code, err, status=3)
 
 
@@ -463,8 +465,11 @@ def test_rerun_reproducers_feature_spectrum_bounds_and_high_precision_train_floo
     with pytest.raises(ParameterError) as e:
         feature_spectrum(18.19, psi_n=0.17, psi_p=1e300, m=4, t=0.001, activation="softplus")
     assert e.value.name == "psi_p"
-    r = feature_spectrum(12.57, psi_n=0.92, psi_p=5e-324, m=162688, t=7.9, activation="erf")
+    r = feature_spectrum(12.57, psi_n=0.92, psi_p=1e-12, m=162688, t=7.9, activation="erf")
     assert np.isfinite(r.stieltjes) and r.atom == 0.0
+    for bad in (5e-324, 1e-13):  # below 1e-12 the ratios leave double precision
+        with pytest.raises(ParameterError):
+            feature_spectrum(12.57, psi_n=0.92, psi_p=bad, m=4, t=1.0)
     assert rf_dsm(psi_n=1e-12, psi_p=1.0, m=1, t=1.0, lam=0.0, dps=16).train_error >= 0
 
 
@@ -509,3 +514,61 @@ def test_rerun_reproducer_high_precision_ldm_point_is_fast_and_agrees_with_doubl
     lo = ldm(**kw)
     for name in ("kl_gen_data_per_dim", "kl_data_gen_per_dim", "kl_oracle_per_dim"):
         assert float(getattr(hi, name)) == pytest.approx(float(getattr(lo, name)), rel=1e-10)
+
+
+def test_feature_spectrum_at_a_real_point_far_below_the_bulk_is_the_boundary_value():
+    from rmtsolve import feature_spectrum
+
+    # p >> n m: nearly all the mass is the atom at 0, the bulk sits near psi_p/(psi_n m) ~ 1e7,
+    # so s(x + i0) = -atom/x + O(1e-7) at x = -1, 0.5, 2 (the evaluation height is ~1 here)
+    x = np.array([-1.0, 0.5, 2.0])
+    r = feature_spectrum(x, psi_n=1e-8, psi_p=10.0, m=4, t=1.0)
+    np.testing.assert_allclose(r.stieltjes.real, -r.atom / x, rtol=1e-6)
+    assert np.all(r.stieltjes.imag >= 0) and np.all(np.abs(r.density) < 1e-12)
+    with pytest.raises(ParameterError):
+        feature_spectrum(-1.0, psi_n=5e-324, psi_p=0.1043, m=4, t=1.0)
+
+
+def test_exact_moments_of_a_numpy_integer_ratio_do_not_overflow():
+    from rmtsolve import MarchenkoPastur
+
+    m = MarchenkoPastur(np.int64(3)).moment(31)  # numpy int64 arithmetic wrapped to a negative number
+    assert m == MarchenkoPastur(3).moment(31) and m > 2**63
+
+
+def test_kinked_special_function_expression_at_high_precision_is_fast_and_agrees_with_the_w_rule(monkeypatch):
+    import rmtsolve.coeffs as C
+    from rmtsolve import resolve_activation
+
+    act = resolve_activation("(Abs(x) + Max((x * x), erfc(x)))")
+    # sympy cannot solve x^2 = erfc(x): the scanned kinks are refined to the working precision
+    with mpmath.workdps(40):
+        k = act.mp_kinks()[-1]
+        assert abs(k**2 - mpmath.erfc(k)) < mpmath.mpf(10) ** -38
+    start = time.perf_counter()
+    C._clear_mp_caches()
+    fast = coefficients(act, 0.5, dps=20)
+    assert time.perf_counter() - start < 20
+    monkeypatch.setattr(C, "_SEPARABLE_MIN_S", 10.0)  # the w-rule everywhere
+    C._clear_mp_caches()
+    slow = coefficients(act, 0.5, dps=20)
+    for name in ("mu1", "mu_s", "mu_e"):
+        assert abs(getattr(fast, name) - getattr(slow, name)) < mpmath.mpf(10) ** -19
+
+
+def test_a_high_exact_moment_is_fast_and_the_narayana_sum_matches_the_recursion():
+    from fractions import Fraction
+
+    from rmtsolve import MarchenkoPastur
+
+    start = time.perf_counter()
+    m = MarchenkoPastur("1").moment(10000)  # the Catalan number C_10000 (O(k^2) recursion: > 60 s)
+    assert time.perf_counter() - start < 10
+    assert m == Fraction(math.comb(20000, 10000), 10001)
+    # the recursion m_{n+1} = (1 - c) m_n + c sum m_i m_{n-i} (the definition), exactly
+    c = Fraction(3, 7)
+    ms = [Fraction(1)]
+    for n in range(12):
+        ms.append((1 - c) * ms[n] + c * sum(ms[i] * ms[n - i] for i in range(n + 1)))
+    assert [MarchenkoPastur("3/7").moment(k) for k in range(13)] == ms
+    assert MarchenkoPastur(0.3).moment(10000) == math.inf and MarchenkoPastur(1e150).moment(3) > 0

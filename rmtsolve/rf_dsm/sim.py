@@ -21,7 +21,7 @@ from .._results import ShortRepr
 from ..errors import ParameterError, check_integer, check_scalar
 from .._resources import check_memory
 from .equations import rf_dsm_spectrum
-from .solver import PSI_MAX, T_MAX
+from .solver import PSI_MAX, PSI_MIN, T_MAX
 
 _CHUNK_BYTES = 256 * 2**20  # feature-chunk budget
 
@@ -93,8 +93,8 @@ def simulate_rf_dsm(*, psi_n: float, psi_p: float, m, t: float, lam: float, acti
     """
     from ..activations import resolve_activation
 
-    psi_n = check_scalar("psi_n", psi_n, low=0, low_open=True, high=PSI_MAX)
-    psi_p = check_scalar("psi_p", psi_p, low=0, low_open=True, high=PSI_MAX)
+    psi_n = check_scalar("psi_n", psi_n, low=PSI_MIN, high=PSI_MAX)
+    psi_p = check_scalar("psi_p", psi_p, low=PSI_MIN, high=PSI_MAX)
     # below t = 1e-100 the empirical score's 1/D (D ~ 2t) leaves double range in the softmax
     t = check_scalar("t", t, low=1e-100, high=T_MAX, allowed=f"in [1e-100, {T_MAX:g}] for simulations")
     lam = check_scalar("lam", lam, low=0)

@@ -32,6 +32,9 @@ _SCALAR_MAX = 16  # up to this many points, solve point by point on Python float
 # n/d and p/d beyond this: the start ridge of the continuation (~psi^2) leaves double range,
 # and the errors equal their psi -> inf limits to about 1/psi anyway.
 PSI_MAX = 1e12
+# and below this the ratios p/(n m) and n/p pass 1e24, where the spectral continuation leaves
+# double precision (and n, p < 1e-12 d describe no d a computer holds)
+PSI_MIN = 1e-12
 # diffusion times beyond this: e^{-2t} < 1e-260, the data are erased, and e^{2t} (in the
 # empirical-score and kernel terms) leaves double range near t = 354
 T_MAX = 300.0
@@ -178,9 +181,9 @@ def rf_dsm(*, psi_n, psi_p, m, t, lam, activation="relu", tau=None, dps=None,
                     allow_inf=True)
         if np.all(np.isinf(np.asarray(tau, dtype=float))):
             tau = None
-    check_range("psi_n", psi_n, low=0, high=PSI_MAX, low_open=True)
-    check_range("psi_p", psi_p, low=0, high=PSI_MAX, low_open=True, allow_inf=True,
-                allowed=f"in (0, {PSI_MAX:g}] or inf (the kernel limit)")
+    check_range("psi_n", psi_n, low=PSI_MIN, high=PSI_MAX)
+    check_range("psi_p", psi_p, low=PSI_MIN, high=PSI_MAX, allow_inf=True,
+                allowed=f"in [{PSI_MIN:g}, {PSI_MAX:g}] or inf (the kernel limit)")
     check_range("t", t, low=0, high=T_MAX, low_open=True)
     # beyond 1e100 the ridge's square leaves double range in the loss terms; B = 0 there anyway
     check_range("lam", lam, low=0, high=LAM_MAX)

@@ -23,7 +23,7 @@ from .._backend import NUMPY
 from ..errors import ConvergenceError, ParameterError, check_scalar
 from .equations import rf_dsm_spectrum, system_for
 from .numerics import continue_complex_point, descend, newton_complex
-from .solver import PSI_MAX, T_MAX, coefficient_arrays, iota_of
+from .solver import PSI_MAX, PSI_MIN, T_MAX, coefficient_arrays, iota_of
 
 
 _SCALAR_MAX = 16  # up to this many points, one scalar continuation each (less overhead)
@@ -65,7 +65,10 @@ def feature_spectrum(z, *, psi_n: float, psi_p: float, m, t: float, activation="
     z broadcasts.
     """
     for name, v in (("psi_n", psi_n), ("psi_p", psi_p), ("t", t)):
-        check_scalar(name, v, low=0, low_open=True, high=T_MAX if name == "t" else PSI_MAX)
+        if name == "t":
+            check_scalar(name, v, low=0, low_open=True, high=T_MAX)
+        else:
+            check_scalar(name, v, low=PSI_MIN, high=PSI_MAX)
     check_scalar("m", m, low=1, allow_inf=True, allowed="an integer >= 1 or inf")
     iota = float(iota_of(m))
     try:
@@ -106,6 +109,11 @@ def feature_spectrum(z, *, psi_n: float, psi_p: float, m, t: float, activation="
     # the continuous part: at height eta the atom at 0 adds atom eta/(x^2 + eta^2) to Im s_U
     e2 = eta_target.reshape(zz.shape)
     density = np.where(real, (s.imag - atom * e2 / (zz.real**2 + e2**2)) / np.pi, np.nan)
+    # and its exact boundary value -atom/x in place of -atom/(x + i eta): eta, relative to the
+    # spectrum's scale, is not small against x when the atom sits far below the bulk (p >> n m)
+    fix = real & (zz.real != 0) & (atom > 0)
+    fixed = s + atom * (1 / (zz.real + 1j * e2) - 1 / np.where(fix, zz.real, 1.0))
+    s = np.where(fix, fixed.real + 1j * np.maximum(fixed.imag, 0.0), s)  # Im s >= 0: drop the rounding
     return FeatureSpectrum(s if s.ndim else s[()], density if density.ndim else float(density), atom,
                            float(res), params)
 
