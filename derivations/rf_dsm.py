@@ -415,7 +415,6 @@ def step11_anisotropic_system(pops, F_iso, L_iso):
     at1 = {ell: 1}
     assert sp.simplify(f[0].subs(at1) - F_iso[0]) == 0
     assert sp.simplify(f[1].subs(at1) - F_iso[1]) == 0
-    aO1 = M.subs(at1)
     assert sp.simplify(f[2].subs(at1) + F_iso[2]) == 0
     assert sp.simplify(loss.subs(at1) - L_iso) == 0
     for e in f + [loss]:  # m = infinity (iota = 0) stays a regular point

@@ -1,8 +1,10 @@
 """Scale-out of the simulators: seeds over processes or a cluster, linear algebra on a GPU.
 
 Seeds are the unit of work (conventions section 1.6): each is one call of a module-level
-(picklable) task function with its own seed stream, so serial, local-parallel and
-distributed runs give the same numbers.  Dask is imported only when a run is parallel (the
+(picklable) task function with its own seed stream, run with BLAS on one thread wherever it
+runs, so serial, local-parallel and distributed runs give the same numbers bit for bit (BLAS
+splits its work, and so its rounding, by its thread count) and N workers on N cores do not
+compete for them.  Dask is imported only when a run is parallel (the
 ``distributed`` extra).  :func:`array_backend` names the array namespace the heavy linear
 algebra of a seed runs in (numpy, or through ``array_api_compat``: cupy, torch, ...).
 """
@@ -10,15 +12,13 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import math
 from typing import Callable, Sequence
 
 import numpy as np
 
-from .errors import ParameterError, check_integer
+from .errors import ConvergenceError, ParameterError, check_integer
 
-# BLAS splits its work, and so its rounding, by its thread count; dask pins worker processes to
-# one thread through these variables, so local workers keep this process's values instead
-_BLAS_THREADS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 _INSTALL = "without the extra rmtsolve[distributed] (pip install 'rmtsolve[distributed]')"
 
 
@@ -62,36 +62,68 @@ def map_seeds(fn: Callable, args_list: Sequence[tuple], jobs: int | None = None,
     jobs, scheduler
         As in :func:`check_scaleout`: serial in-process by default; ``jobs = N > 1`` starts a
         local cluster of N worker processes (one task at a time each) for this call and closes
-        it afterwards; its workers inherit this process's BLAS threading, so that they round as
-        the serial run does.  ``scheduler`` connects to an existing cluster and leaves it
-        running (the serial numbers bit for bit where its workers use the serial run's BLAS
-        threading: ``dask worker`` pins BLAS to one thread).
+        it afterwards.  ``scheduler`` connects to an existing cluster and leaves it running.
+        Every task runs with BLAS on one thread (:func:`run_seed`), so all three give the same
+        numbers bit for bit.
 
     Returns
     -------
     list
         The results, in the order of ``args_list``.
+
+    Raises
+    ------
+    ParameterError
+        Naming ``scheduler`` (or ``jobs``) when the cluster cannot be reached or cannot run the
+        tasks (e.g. workers in another environment, without rmtsolve), with dask's reason.
     """
     jobs = check_scaleout(jobs, scheduler)
     if jobs == 1 and scheduler is None:
-        return [fn(*args) for args in args_list]
+        return [run_seed(fn, *args) for args in args_list]
     Client, LocalCluster = _distributed("scheduler", scheduler)
-    if scheduler is not None:
-        with Client(scheduler) as client:
+    try:
+        if scheduler is not None:
+            with Client(scheduler, timeout=30) as client:
+                return _gather(client, fn, args_list)
+        # no dashboard: it needs bokeh and a free port, and nobody watches a run this short
+        with LocalCluster(n_workers=jobs, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
+                Client(cluster) as client:
             return _gather(client, fn, args_list)
-    import dask
+    except (ParameterError, ConvergenceError, MemoryError):
+        raise  # a task's own verdict, passed on by dask as raised
+    except Exception as exc:  # the cluster's failure, not the model's: say which and why
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        name, value = ("scheduler", scheduler) if scheduler is not None else ("jobs", jobs)
+        raise ParameterError(name, "a Dask cluster that can run rmtsolve's tasks (its workers in this "
+                             f"environment); it failed: {type(exc).__name__}: {reason}", value) from None
 
-    unpinned = {f"distributed.nanny.pre-spawn-environ.{name}": None for name in _BLAS_THREADS}
-    # no dashboard: it needs bokeh and a free port, and nobody watches a run this short
-    with dask.config.set(unpinned), \
-            LocalCluster(n_workers=jobs, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
-            Client(cluster) as client:
-        return _gather(client, fn, args_list)
+
+def run_seed(fn: Callable, *args):
+    """``fn(*args)`` with the BLAS libraries of this process on one thread (restored after)."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1, user_api="blas"):
+        return fn(*args)
+
+
+def seed_stderr(values) -> np.ndarray:
+    """Standard error of the mean over seeds (axis 0 of ``values``); NaN for one seed.
+
+    Computed after scaling by the largest finite magnitude per entry, so that values near the
+    top of double precision (KLs near 1e200, say) do not overflow in the squares.
+    """
+    v = np.asarray(values, dtype=float)
+    if len(v) < 2:
+        return np.full(v.shape[1:], np.nan)
+    scale = np.max(np.abs(np.where(np.isfinite(v), v, 0.0)), axis=0)
+    scale = np.where(scale > 0, scale, 1.0)
+    with np.errstate(invalid="ignore"):
+        return (v / scale).std(axis=0, ddof=1) * scale / math.sqrt(len(v))
 
 
 def _gather(client, fn, args_list) -> list:
     # pure=False: every seed is a task of its own even where two argument lists hash alike
-    futures = [client.submit(fn, *args, pure=False) for args in args_list]
+    futures = [client.submit(run_seed, fn, *args, pure=False) for args in args_list]
     return client.gather(futures)
 
 

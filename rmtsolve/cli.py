@@ -13,7 +13,6 @@ import sys
 import mpmath
 import numpy as np
 
-from ._backend import NUMPY
 from .errors import ConvergenceError, ParameterError
 
 RF_TABLE_PSI_P = np.round(np.logspace(-1, 1, 17), 4)

@@ -1297,7 +1297,7 @@ def _log_along(B: _Backend, v, where):
         raise ConvergenceError("ldm: the generated variance on the contour underflows (below the "
                                f"double range, so is KL(data || gen) above it: use dps) {where}")
     if B.mp:
-        phase, turn = [], mpmath.mpf(0)
+        phase = []
         for x in v:
             a = mpmath.arg(x)
             if phase:

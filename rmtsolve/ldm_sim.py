@@ -20,7 +20,7 @@ import math
 import numpy as np
 from scipy.special import logsumexp
 
-from ._parallel import check_scaleout, map_seeds
+from ._parallel import check_scaleout, map_seeds, seed_stderr
 from ._results import ShortRepr
 from ._generated import ldm as _eq
 from ._resources import check_memory
@@ -230,9 +230,7 @@ def simulate_ldm(*, n_over_d: float, d: int, seeds: int, spectrum="isotropic", l
         scale = np.max(np.abs(np.where(np.isfinite(vals), vals, 0.0)), axis=0)
         scale = np.where(scale > 0, scale, 1.0)
         mean[k] = (vals / scale).mean(axis=0) * scale
-        with np.errstate(invalid="ignore"):
-            err[k] = (vals / scale).std(axis=0, ddof=1) * scale / math.sqrt(len(runs)) \
-                if len(runs) > 1 else np.full_like(mean[k], np.nan)
+        err[k] = seed_stderr(vals)
     params = dict(n_over_d=n_over_d, d=d, N=N, seeds=int(seeds), spectrum=pop.label, lam=lam,
                   tau=tau, T=T, beta_min=beta_min, beta_max=beta_max, mean_norm=mean_norm,
                   seed=seed)

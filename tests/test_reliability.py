@@ -238,10 +238,13 @@ def test_marchenko_pastur_moments_at_huge_ratio_keep_their_digits():
 
 
 def test_simulation_stderr_of_huge_values_is_finite():
-    from rmtsolve.rf_dsm.sim import _stderr
+    from rmtsolve._parallel import seed_stderr
 
     v = np.array([1e300, 1.5e300, 0.5e300])
-    assert _stderr(v) == pytest.approx(np.std(v / 1e300, ddof=1) * 1e300 / math.sqrt(3), rel=1e-12)
+    assert seed_stderr(v) == pytest.approx(np.std(v / 1e300, ddof=1) * 1e300 / math.sqrt(3), rel=1e-12)
+    assert np.isnan(seed_stderr(v[:1]))
+    both = seed_stderr(np.array([[1.0, math.inf], [3.0, math.inf]]))  # an infinite KL column
+    assert both[0] == pytest.approx(1.0) and not np.isfinite(both[1])
 
 
 def test_unused_malformed_optimize_flag_is_still_an_error():
@@ -261,7 +264,7 @@ def test_ldm_failure_at_extreme_input_prints_one_line():
     (lambda r: r.simulate_ldm(n_over_d=1.7976931348623157e308, d=20, seeds=2), "n_over_d"),
     (lambda r: r.simulate_ldm(n_over_d=1e12, d=20, seeds=2), "n_over_d, d, T"),
     (lambda r: r.simulate_rf_dsm(psi_n=1, psi_p=1e300, m=1, t=0.5, lam=1e-3, d=2, seeds=2), "psi_p"),
-    (lambda r: r.simulate_rf_dsm(psi_n=1e12, psi_p=1, m=1, t=0.5, lam=1e-3, d=30, seeds=2), "d, psi_n, psi_p"),
+    (lambda r: r.simulate_rf_dsm(psi_n=1e12, psi_p=1, m=1, t=0.5, lam=1e-3, d=30, seeds=2), "d, psi_n, psi_p, m"),
     (lambda r: r.optimize_rf_dsm(over="tau", psi_n=10.37, psi_p=1.064, m=2, t=5.6e16, lam=0.01), "t"),
     (lambda r: r.rf_dsm(psi_n=1, psi_p=1, m=float("inf"), t=400.0, lam=0.01), "t"),
 ])
@@ -572,3 +575,26 @@ def test_a_high_exact_moment_is_fast_and_the_narayana_sum_matches_the_recursion(
         ms.append((1 - c) * ms[n] + c * sum(ms[i] * ms[n - i] for i in range(n + 1)))
     assert [MarchenkoPastur("3/7").moment(k) for k in range(13)] == ms
     assert MarchenkoPastur(0.3).moment(10000) == math.inf and MarchenkoPastur(1e150).moment(3) > 0
+
+
+def test_an_all_infinite_tau_keeps_its_shape_and_an_empty_one_is_refused():
+    kw = dict(psi_n=0.2911, psi_p=0.163, m=4, t=0.1, lam=10.47)
+    assert np.shape(rf_dsm(**kw, tau=[math.inf, math.inf]).test_error) == (2,)
+    assert np.shape(rf_dsm(**dict(kw, psi_n=[0.3, 0.4]), tau=[[math.inf], [math.inf]]).test_error) == (2, 2)
+    with pytest.raises(ParameterError):
+        rf_dsm(**kw, tau=np.array([]), spectrum="powerlaw:1e-300")
+
+
+def test_simulation_with_a_huge_integral_m_is_refused_by_its_memory_estimate():
+    from rmtsolve import simulate_rf_dsm
+
+    with pytest.raises(ParameterError) as e:  # one data point's 1e300 noisy copies
+        simulate_rf_dsm(psi_n=0.5041, psi_p=0.1869, m=1e300, t=0.1048, lam=203.1, activation="2*x", d=12, seeds=1)
+    assert "m" in e.value.name.split(", ")
+
+
+def test_high_precision_coefficients_of_a_kinked_expression_at_another_variance():
+    # the scaled activation's key carries "|variance=...": the expression is read before it
+    c = coefficients("0.5*x + 0.5*abs(x)", 0.03447, dps=25, s2=0.03447)
+    assert abs(c.mu1 - mpmath.mpf("0.5")) < mpmath.mpf(10) ** -24  # relu-like: E sigma' = 1/2
+    assert coefficients("Max(erfc(x), x)", 0.5, dps=20, s2=2).mu1 < 0

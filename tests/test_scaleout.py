@@ -10,8 +10,8 @@ import rmtsolve
 from rmtsolve import cli
 from rmtsolve.errors import ParameterError
 
-# large enough that BLAS runs threaded (from d = 60 here): a worker pinned to one BLAS thread
-# would then round differently from the serial run
+# large enough that BLAS would run threaded (from d = 60 here) and round by its thread count,
+# were each seed not run with BLAS on one thread everywhere
 RF = dict(psi_n=1, psi_p=2, m=2, t=0.5, lam=1e-3, d=80, seeds=4, seed=3)
 LDM = dict(n_over_d=2, d=100, seeds=4, seed=3, T=200, lam=1e-2)
 
@@ -40,7 +40,8 @@ def test_existing_cluster_equals_serial(serial):
     import dask
 
     rf, ldm = serial
-    # workers with this process's BLAS threading (dask would pin them to one thread)
+    # workers whose BLAS has this process's threads (dask would pin them to one): every seed
+    # still runs on one BLAS thread, so the numbers are the serial ones
     unpinned = {f"distributed.nanny.pre-spawn-environ.{v}": None
                 for v in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")}
     with dask.config.set(unpinned), distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
@@ -115,3 +116,46 @@ def test_cli_flags_exit_2():
                         (["--backend", "nope"], "backend"), (["--generate", "5", "--jobs", "2"], "jobs")):
         p = subprocess.run(cmd + extra, capture_output=True, text=True)
         assert p.returncode == 2 and word in p.stderr and len(p.stderr.strip().splitlines()) == 1, p.stderr
+
+
+def test_hand_started_scheduler_and_two_workers_equal_serial(serial, tmp_path):
+    pytest.importorskip("distributed")
+    import shutil
+    import socket
+    import time
+
+    dask_cli = shutil.which("dask")
+    if dask_cli is None:
+        pytest.skip("the dask command is not installed")
+    with socket.socket() as sock:  # a free port
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    address = f"tcp://127.0.0.1:{port}"
+    logs = [open(tmp_path / f"{name}.log", "w") for name in ("scheduler", "w1", "w2")]
+    # scheduler and workers unpickle the tasks: they import this rmtsolve (installed, or this checkout)
+    import os
+    import pathlib
+
+    here = str(pathlib.Path(rmtsolve.__file__).resolve().parent.parent)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [here, os.environ.get("PYTHONPATH")])))
+    procs = [subprocess.Popen([dask_cli, "scheduler", "--host", "127.0.0.1", "--port", str(port),
+                               "--dashboard-address", ":0"], stdout=logs[0], stderr=logs[0], env=env)]
+    try:
+        time.sleep(2)
+        for log in logs[1:]:
+            procs.append(subprocess.Popen([dask_cli, "worker", address, "--nworkers", "1", "--nthreads", "1",
+                                           "--no-dashboard"], stdout=log, stderr=log, env=env))
+        from distributed import Client
+
+        with Client(address, timeout=30) as client:
+            client.wait_for_workers(2, timeout=60)
+        rf, ldm = serial
+        assert rmtsolve.simulate_rf_dsm(**RF, scheduler=address).per_seed == rf.per_seed
+        _same_ldm(rmtsolve.simulate_ldm(**LDM, scheduler=address), ldm)
+    finally:
+        for proc in procs[::-1]:
+            proc.terminate()
+        for proc in procs:
+            proc.wait(timeout=30)
+        for log in logs:
+            log.close()

@@ -125,7 +125,7 @@ def main():
     (ROOT / "results").mkdir(exist_ok=True)
     (ROOT / "results" / "findings_aniso.json").write_text(json.dumps(res, indent=1, default=float))
     L = ["# Anisotropic RF-DSM findings, reproduced with rmtsolve", "",
-         f"## 1. Data on a subspace: the error along the data needs n proportional to the intrinsic dimension",
+         "## 1. Data on a subspace: the error along the data needs n proportional to the intrinsic dimension",
          "", f"Data on a fraction f of the directions (eigenvalue 1/f, tr Sigma/d = 1), relu, t = {T}, "
              "p = 20 d, m = inf, lam = 1e-3. Score error = test error minus its floor, along the data and "
              "orthogonal to it; psi_n at which the score error along the data has fallen half-way from its "

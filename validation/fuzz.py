@@ -2379,7 +2379,6 @@ class Campaign:
         st_.tried += 1
         limit = self.time_limit * tgt.limit_factor
         t0 = time.perf_counter()
-        where = ""
         try:
             if self.log is not None:
                 faulthandler.dump_traceback_later(limit + 120, file=self.log)

@@ -1,6 +1,6 @@
 """Validation sweep of the LDM theory against exact-law simulations (SPEC section 2).
 
-    python validation/ldm_validate.py [--quick] [--jobs 2] [--out validation/results] [--report-only]
+    python validation/ldm_validate.py [--quick] [--jobs 2 | --scheduler ADDRESS] [--out validation/results] [--report-only]
 
 Compares, per point, the finite-d deterministic equivalent (``rmtsolve.ldm.ldm(d=...)``)
 with the same-d simulation (``rmtsolve.ldm_sim.simulate_ldm``: N Gaussian samples per seed,
@@ -26,7 +26,6 @@ restricted to mean_norm 1 and (lam, tau) in {(0, inf), (1e-2, inf), (0, 100)}, 2
 from __future__ import annotations
 
 import argparse
-import concurrent.futures
 import csv
 import itertools
 import json
@@ -45,6 +44,11 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 from rmtsolve.errors import ParameterError  # noqa: E402
 from rmtsolve.ldm import ldm  # noqa: E402
 from rmtsolve.ldm_sim import simulate_ldm  # noqa: E402
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+from _validate import Tasks, add_scaleout_flags  # noqa: E402
+
+CACHE = pathlib.Path(__file__).resolve().parent / "cache"
 
 SCALARS = ("kl_gen_data_per_dim", "kl_data_gen_per_dim", "excess_kl_per_dim", "kl_oracle_per_dim",
            "span_fraction")
@@ -132,16 +136,22 @@ def run_point(item):
     return row, None
 
 
-def run_points(pts, log, jobs=1):
-    """All grid points, on ``jobs`` processes; results in grid order (seeds fixed per point)."""
-    rows, diverg = [], []
-    t0 = time.time()
-    with concurrent.futures.ProcessPoolExecutor(jobs) as pool:
-        for i, (row, div) in enumerate(pool.map(run_point, enumerate(pts), chunksize=4)):
-            rows += [row] if row else []
-            diverg += [div] if div else []
-            if (i + 1) % 25 == 0:
-                log(f"  {i + 1}/{len(pts)} points, {time.time() - t0:.0f} s")
+def point_task(i, item):
+    """One grid point as a stored task (module level: Dask workers unpickle it)."""
+    row, div = run_point((i, tuple(item)))
+    return {"row": row, "div": div}
+
+
+def run_points(pts, log, jobs=1, scheduler=None):
+    """All grid points as tasks (serial, a local Dask cluster of ``jobs`` processes, or the
+    cluster at ``scheduler``), each stored as it completes so that an interrupted run resumes;
+    results in grid order (seeds fixed per point, so the numbers do not depend on how)."""
+    todo = [(f"ldm_point_{i}_{json.dumps(list(pt))}", dict(i=i, item=list(pt))) for i, pt in enumerate(pts)]
+    with Tasks(CACHE, jobs, scheduler, log) as tasks:
+        tasks.run(point_task, todo)
+        done = [tasks.load(k) for k, _ in todo]
+    rows = [d["row"] for d in done if d["row"]]
+    diverg = [d["div"] for d in done if d["div"]]
     return rows, diverg
 
 
@@ -466,8 +476,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="fast subset (d = 100, 200)")
     p.add_argument("--out", default=str(pathlib.Path(__file__).resolve().parent / "results"))
-    p.add_argument("--jobs", type=int, default=1, help="worker processes (results do not "
-                   "depend on it)")
+    add_scaleout_flags(p)
     p.add_argument("--report-only", action="store_true",
                    help="re-render the report and figure from an existing ldm_validation.json")
     a = p.parse_args(argv)
@@ -484,7 +493,7 @@ def main(argv=None) -> int:
     t0 = time.time()
     pts = grid(a.quick)
     log(f"ldm validation: {len(pts)} points")
-    rows, diverg = run_points(pts, log, a.jobs)
+    rows, diverg = run_points(pts, log, a.jobs, a.scheduler)
     extra = extrapolation(rows)
     slope = slopes(a.quick)
     sslope = sim_slopes(rows)

@@ -2,6 +2,8 @@
 
     python validation/rf_dsm_aniso_validate.py            # full sweep (about an hour on 2 cores)
     python validation/rf_dsm_aniso_validate.py --quick    # a few points at d = 200
+    python validation/rf_dsm_aniso_validate.py --jobs 2   # simulations on a local Dask cluster
+                                                          # (--scheduler ADDRESS: an existing one)
 
 Data x = Sigma^{1/2} g with Sigma diagonal, its d eigenvalues the conventions 1.5 discretisation of
 the spectrum (two-atom and subspace spectra: exactly their law when d is a multiple of the
@@ -22,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import hashlib
 import json
 import pathlib
 import sys
@@ -35,7 +36,7 @@ sys.path.insert(0, str(ROOT.parent))
 
 from rmtsolve import rf_dsm, simulate_rf_dsm  # noqa: E402
 from rmtsolve.population import parse_spectrum  # noqa: E402
-from _validate import extrapolate, pyplot  # noqa: E402
+from _validate import Tasks, add_scaleout_flags, extrapolate, pyplot  # noqa: E402
 
 RESULTS = ROOT / "results"
 CACHE = ROOT / "cache"
@@ -101,25 +102,25 @@ def key(pt, d, seeds):
     return "aniso_" + items.replace("/", "div").replace(" ", "") + f"_d={d}_s={seeds}"
 
 
-def simulate(pt, d, seeds):
-    """Cached simulation: means and standard errors, per eigenvalue for discrete spectra."""
-    CACHE.mkdir(exist_ok=True)
-    k = key(pt, d, seeds)
-    path = CACHE / (hashlib.sha1(k.encode()).hexdigest()[:16] + ".json")
-    if path.exists():
-        data = json.loads(path.read_text())
-        if data.get("key") == k:
-            return data
+def sim_task(pt, d, seeds):
+    """One simulation task: means and standard errors, per eigenvalue for discrete spectra."""
     t0 = time.perf_counter()
     r = simulate_rf_dsm(**pt, d=d, seeds=seeds, seed=2468)
-    data = {"key": k, "seconds": time.perf_counter() - t0, "test_error": r.test_error,
+    data = {"seconds": time.perf_counter() - t0, "test_error": r.test_error,
             "test_error_stderr": r.test_error_stderr, "train_error": r.train_error,
             "train_error_stderr": r.train_error_stderr, "floor": r.test_error_floor}
     if r.test_error_by_eigenvalue is not None:
         data["by"] = np.asarray(r.test_error_by_eigenvalue).tolist()
         data["by_stderr"] = np.asarray(r.test_error_by_eigenvalue_stderr).tolist()
-    path.write_text(json.dumps(data))
     return data
+
+
+def simulate(pt, d, seeds):
+    """The stored simulation (run here if missing)."""
+    return TASKS.get(key(pt, d, seeds), sim_task, pt=pt, d=d, seeds=seeds)
+
+
+TASKS = Tasks(CACHE)
 
 
 
@@ -128,12 +129,16 @@ def theory(pt, spectrum):
     return rf_dsm(**kw, spectrum=spectrum)
 
 
-def run(quick: bool):
+def run(quick: bool, jobs: int = 1, scheduler: str | None = None):
     pts = points()
     if quick:
         pts, dims, big = [pts[2], pts[7], pts[13]], [200], ()
     else:
         dims, big = [200, 400, 800], BIG_D_SUBSET
+    todo = [(key(pt, d, SEEDS[d]), dict(pt=pt, d=d, seeds=SEEDS[d]))
+            for i, pt in enumerate(pts) for d in dims + ([1600] if i in big else [])]
+    with Tasks(CACHE, jobs, scheduler) as tasks:
+        tasks.run(sim_task, sorted(todo, key=lambda kv: -kv[1]["d"]))  # the longest first
     rows = []
     t_start = time.perf_counter()
     for i, pt in enumerate(pts):
@@ -272,8 +277,9 @@ def _figure(rows, dims, path):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="a few points at d = 200 (5 %% tolerance)")
+    add_scaleout_flags(ap)
     a = ap.parse_args(argv)
-    rows, dims = run(a.quick)
+    rows, dims = run(a.quick, a.jobs, a.scheduler)
     ok = write_report(rows, dims, a.quick)
     print("ALL PASS" if ok else "SOME POINTS FAIL")
     return 0 if ok else 1

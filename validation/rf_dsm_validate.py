@@ -2,6 +2,8 @@
 
     python validation/rf_dsm_validate.py            # full sweep (about 30 min on 2 cores)
     python validation/rf_dsm_validate.py --quick    # a few points at d = 200
+    python validation/rf_dsm_validate.py --jobs 2   # the simulations on a local Dask cluster
+    python validation/rf_dsm_validate.py --scheduler tcp://HOST:8786   # ... on an existing one
 
 For every point the simulated test and train errors at d = 200, 400, 800 (and 1600 for a
 subset) are extrapolated in 1/d by weighted least squares, sim(d) = a + b/d, and the
@@ -13,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import hashlib
 import json
 import pathlib
 import sys
@@ -25,7 +26,7 @@ ROOT = pathlib.Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT.parent))
 
 from rmtsolve import rf_dsm, simulate_rf_dsm  # noqa: E402
-from _validate import extrapolate, pyplot  # noqa: E402
+from _validate import Tasks, add_scaleout_flags, extrapolate, pyplot  # noqa: E402
 
 RESULTS = ROOT / "results"
 CACHE = ROOT / "cache"
@@ -72,23 +73,24 @@ def key(pt, d, seeds):
     return "_".join(f"{k}={pt[k]}" for k in sorted(pt)).replace("/", "div").replace(" ", "") + f"_d={d}_s={seeds}"
 
 
-def simulate(pt, d, seeds):
-    CACHE.mkdir(exist_ok=True)
-    path = CACHE / (hashlib.sha1(key(pt, d, seeds).encode()).hexdigest()[:16] + ".json")
-    if path.exists():
-        data = json.loads(path.read_text())
-        if data.get("key") == key(pt, d, seeds):
-            return data
+def sim_task(pt, d, seeds):
+    """One simulation task (a point at one d, all its seeds): the stored numbers."""
     t0 = time.perf_counter()
     r = simulate_rf_dsm(**pt, d=d, seeds=seeds, seed=1234)
-    data = {"key": key(pt, d, seeds), "seconds": time.perf_counter() - t0,
-            **{q: r.as_dict()[q] for q in QUANTITIES}, **{q + "_stderr": r.as_dict()[q + "_stderr"] for q in QUANTITIES}}
-    path.write_text(json.dumps(data))
-    return data
+    return {"seconds": time.perf_counter() - t0, **{q: r.as_dict()[q] for q in QUANTITIES},
+            **{q + "_stderr": r.as_dict()[q + "_stderr"] for q in QUANTITIES}}
+
+
+def simulate(pt, d, seeds):
+    """The stored simulation (run here if missing)."""
+    return TASKS.get(key(pt, d, seeds), sim_task, pt=pt, d=d, seeds=seeds)
+
+
+TASKS = Tasks(CACHE)
 
 
 
-def run(quick: bool):
+def run(quick: bool, jobs: int = 1, scheduler: str | None = None):
     pts = points()
     if quick:
         # The regimes of the CI subset (tests/test_rf_dsm_simulation.py): p < n (m = 1),
@@ -96,6 +98,10 @@ def run(quick: bool):
         pts, dims, big = [pts[0], pts[6], pts[19]], [200], ()
     else:
         dims, big = [200, 400, 800], BIG_D_SUBSET
+    todo = [(key(pt, d, SEEDS[d]), dict(pt=pt, d=d, seeds=SEEDS[d]))
+            for i, pt in enumerate(pts) for d in dims + ([1600] if i in big else [])]
+    with Tasks(CACHE, jobs, scheduler) as tasks:
+        tasks.run(sim_task, sorted(todo, key=lambda kv: -kv[1]["d"]))  # the longest first
     rows = []
     t_start = time.perf_counter()
     for i, pt in enumerate(pts):
@@ -215,8 +221,9 @@ def _figure(rows, path):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="a few points at d = 200 (5 %% tolerance)")
+    add_scaleout_flags(ap)
     a = ap.parse_args(argv)
-    rows, dims = run(a.quick)
+    rows, dims = run(a.quick, a.jobs, a.scheduler)
     ok = write_report(rows, dims, a.quick)
     print("ALL PASS" if ok else "SOME POINTS FAIL")
     return 0 if ok else 1

@@ -16,7 +16,9 @@ import math
 
 import numpy as np
 
-from .._parallel import array_backend, check_scaleout, map_seeds
+from .._backend import NUMPY
+from .._generated import rf_dsm as _eq
+from .._parallel import array_backend, check_scaleout, map_seeds, seed_stderr
 from .._results import ShortRepr
 from ..errors import ParameterError, check_integer, check_scalar
 from .._resources import check_memory
@@ -112,8 +114,8 @@ def simulate_rf_dsm(*, psi_n: float, psi_p: float, m, t: float, lam: float, acti
     spec = rf_dsm_spectrum(spectrum)
     n, p = max(1, round(psi_n * d)), max(1, round(psi_p * d))
     # in floats: p and n may be integers far beyond double precision's range
-    check_memory("d, psi_n, psi_p", _memory_estimate(float(d), psi_n * d, psi_p * d, float(m), lam, tau),
-                 f"a simulation at d = {d} with n = {psi_n * d:.3g}, p = {psi_p * d:.3g}")
+    check_memory("d, psi_n, psi_p, m", _memory_estimate(float(d), psi_n * d, psi_p * d, float(m), lam, tau),
+                 f"a simulation at d = {d} with n = {psi_n * d:.3g}, p = {psi_p * d:.3g}, m = {float(m):.3g}")
     ell = spec.rf_dsm_eigenvalues(int(d))
     groups = None
     if spec.discrete:
@@ -135,12 +137,11 @@ def simulate_rf_dsm(*, psi_n: float, psi_p: float, m, t: float, lam: float, acti
             vals["by"].append(np.bincount(groups, per_coord) / np.bincount(groups))
     test = np.array(vals["test_error"])
     train = np.array(vals["train_error"])
-    rho = math.exp(-2 * t)
-    floor = float(np.mean(rho * ell / (rho * ell - math.expm1(-2 * t))))
+    floor = float(np.mean(_eq.test_error_floor(np.asarray(ell, dtype=float), t, _f=NUMPY)))
     series = {"test_error": test, "train_error": train, "score_error": test - floor,
               "gap": test - train, "empirical_score_error": np.array(vals["empirical"])}
     mean = {k: float(v.mean()) for k, v in series.items()}
-    se = {k + "_stderr": float(_stderr(v)) for k, v in series.items()}
+    se = {k + "_stderr": float(seed_stderr(v)) for k, v in series.items()}
     params = dict(psi_n=psi_n, psi_p=psi_p, m=m, t=t, lam=lam, activation=act.name, d=d, n=n, p=p,
                   seeds=seeds, seed=seed, n_test=n_test, tau=tau, spectrum=spec.label, s2=float(np.mean(ell)))
     extra = {}
@@ -148,27 +149,17 @@ def simulate_rf_dsm(*, psi_n: float, psi_p: float, m, t: float, lam: float, acti
         by = np.array(vals["by"])
         extra = dict(test_error_by_eigenvalue=by.mean(axis=0), eigenvalues=eig,
                      eigenvalue_weights=np.bincount(groups) / d,
-                     test_error_by_eigenvalue_stderr=_stderr(by))
+                     test_error_by_eigenvalue_stderr=seed_stderr(by))
     return RFDSMSimulation(**mean, **se, per_seed={k: v.tolist() for k, v in series.items()}, params=params,
                            test_error_floor=floor, **extra)
-
-
-def _stderr(v: np.ndarray):
-    """Standard error of the mean over seeds (axis 0); NaN for one seed.  Scaled by the
-    largest magnitude first, so that values near the top of double precision do not overflow
-    in the squares."""
-    if len(v) < 2:
-        return np.full(v.shape[1:], math.nan) if v.ndim > 1 else math.nan
-    scale = np.max(np.abs(v), axis=0)
-    scale = np.where((scale > 0) & np.isfinite(scale), scale, 1.0)
-    return scale * (v / scale).std(axis=0, ddof=1) / math.sqrt(len(v))
 
 
 def _memory_estimate(d, n, p, m, lam, tau) -> float:
     """Peak bytes of one seed: the training data (n x d), W, B, Phi^T Z (p x d), U (p x p, twice
     for eigh/solve), a feature chunk and the test chunk; the ridgeless solve keeps the whole
     feature matrix."""
-    est = 8.0 * (n * d + 3 * p * d + 3 * p * p + d) + 2 * _CHUNK_BYTES
+    # a chunk holds at least one data point with its m noisy copies and their features
+    est = 8.0 * (n * d + 3 * p * d + 3 * p * p + d) + 2 * max(_CHUNK_BYTES, 8.0 * m * (2 * d + p))
     if lam == 0 and tau is None:
         est += 8.0 * n * m * (p + d) * 2
     return est

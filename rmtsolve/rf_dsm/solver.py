@@ -176,11 +176,12 @@ def rf_dsm(*, psi_n, psi_p, m, t, lam, activation="relu", tau=None, dps=None,
     spec = rf_dsm_spectrum(spectrum)
     if spec.kind == "powerlaw":
         spec.law()  # K < 1 for the d -> inf law
+    tau_shape = ()  # an all-inf tau is the converged solution; its shape still broadcasts
     if tau is not None:
         check_range("tau", tau, low=0, low_open=True, allowed="> 0 (inf or None: the converged ridge solution)",
                     allow_inf=True)
         if np.all(np.isinf(np.asarray(tau, dtype=float))):
-            tau = None
+            tau_shape, tau = np.shape(tau), None
     check_range("psi_n", psi_n, low=PSI_MIN, high=PSI_MAX)
     check_range("psi_p", psi_p, low=PSI_MIN, high=PSI_MAX, allow_inf=True,
                 allowed=f"in [{PSI_MIN:g}, {PSI_MAX:g}] or inf (the kernel limit)")
@@ -190,7 +191,7 @@ def rf_dsm(*, psi_n, psi_p, m, t, lam, activation="relu", tau=None, dps=None,
     iota = iota_of(m)
     try:
         psi_n, psi_p, iota, t, lam, tau_b, m_b = np.broadcast_arrays(*(np.asarray(a, dtype=float) for a in (
-            psi_n, psi_p, iota, t, lam, np.inf if tau is None else tau, m)))
+            psi_n, psi_p, iota, t, lam, np.full(tau_shape, np.inf) if tau is None else tau, m)))
     except ValueError:
         raise ParameterError("psi_n, psi_p, m, t, lam, tau", "arrays of broadcastable shapes",
                              [np.shape(a) for a in (psi_n, psi_p, m, t, lam, tau)]) from None
