@@ -1,4 +1,4 @@
-"""Linear diffusion models (SPEC section 2): the DDPM sampler as a spectral map of C.
+"""Linear diffusion models (conventions section 2): the DDPM sampler as a spectral map of C.
 
 Route.  Every matrix the trained denoiser and the sampler use is a function of the sample
 covariance ``C`` (``M_t = abar_t C + (1 - abar_t) I``, ``W_t = w_t(M_t)``), so in the
@@ -154,7 +154,7 @@ def denoiser():
     assert _zero(sol.rhs - w_tau)
     w = w_tau.subs(sp.exp(-tau * (m + lam)), E)  # E = exp(-tau (m + lam)), E -> 0: ridge
     assert _zero(w.subs(log_e, -tau * (m + lam)) - w_tau)
-    # the converged ridge solution (SPEC): W = sqrt(1 - abar) (M + lam)^{-1}
+    # the converged ridge solution (conventions 2.2): W = sqrt(1 - abar) (M + lam)^{-1}
     # (m + lam > 0 on the spectrum, so tau -> inf sends E = exp(-tau (m + lam)) -> 0)
     assert _zero(w.subs(log_e, -sp.oo) - sp.sqrt(om) / (m + lam))
     # q = 1 - sqrt(om) w written with non-negative terms only (om = 1 - abar)

@@ -1,4 +1,4 @@
-"""Learning curves of linear diffusion models (SPEC section 2), d -> inf and finite d.
+"""Learning curves of linear diffusion models (conventions section 2), d -> inf and finite d.
 
 The trained denoisers and the DDPM sampler are spectral functions of the centred sample
 covariance ``C``, so the generated law is ``N(K(C) xbar, V(C))`` with per-eigenvalue maps
@@ -1000,7 +1000,7 @@ def check_degenerate(n: float, d: float, lam: float, tau: float, label: str) -> 
 def ldm(*, n_over_d, spectrum="isotropic", lam=0.0, tau=None, T: int = 1000,
         beta_min=1e-4, beta_max=1e-2, mean_norm=0.0, d: int | None = None,
         dps: int | None = None, on_error: str = "raise") -> LDMResult:
-    """Learning curves of the linear diffusion model (SPEC section 2).
+    """Learning curves of the linear diffusion model (conventions section 2).
 
     Parameters
     ----------

@@ -1,10 +1,10 @@
-"""Finite-size simulations of linear diffusion models (SPEC section 2).
+"""Finite-size simulations of linear diffusion models (conventions section 2).
 
 :func:`simulate_ldm` draws N Gaussian samples per seed, forms the centred sample covariance
 and mean, builds the trained denoisers and propagates the DDPM sampler law exactly (the
 derived per-eigenvalue maps in the eigenbasis of C, no sampling noise), then evaluates the
 exact Gaussian KL divergences, errors and span fraction.  :func:`monte_carlo_sampler` runs
-the actual stochastic sampler with the matrix denoisers of SPEC section 2, as an independent
+the actual stochastic sampler with the matrix denoisers of conventions section 2, as an independent
 check of the propagated law.
 
 Sigma is taken diagonal (the model is rotation equivariant); mu is a generic direction with
@@ -250,7 +250,7 @@ def simulate_ldm(*, n_over_d: float, d: int, seeds: int, spectrum="isotropic", l
 def monte_carlo_sampler(X, *, lam: float = 0.0, tau: float | None = None, T: int = 1000,
                         beta_min: float = 1e-4, beta_max: float = 1e-2, samples: int = 10000,
                         seed: int = 0):
-    """Run the stochastic DDPM sampler with the SPEC matrix denoisers trained on ``X``.
+    """Run the stochastic DDPM sampler with the matrix denoisers (conventions 2.2) trained on ``X``.
 
     W_t = sqrt(1-abar_t) (M_t + lam)^{-1} (I - exp(-tau (M_t + lam))), b_t = -sqrt(abar_t) W_t xbar,
     built from M_t directly (no per-eigenvalue maps).  Returns the generated samples

@@ -1,5 +1,5 @@
 """Mei & Montanari (arXiv 1908.05355) random-features ridge risk, transcribed independently
-of rmtsolve's derivation (../shared/REFERENCES.md) for the m = 1 cross-check."""
+of rmtsolve's derivation (from the paper's formulas) for the m = 1 cross-check."""
 import warnings
 
 import numpy as np

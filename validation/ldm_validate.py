@@ -1,4 +1,4 @@
-"""Validation sweep of the LDM theory against exact-law simulations (SPEC section 2).
+"""Validation sweep of the LDM theory against exact-law simulations (conventions section 2).
 
     python validation/ldm_validate.py [--quick] [--jobs 2 | --scheduler ADDRESS] [--out validation/results] [--report-only]
 
