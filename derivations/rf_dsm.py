@@ -293,6 +293,21 @@ def step6_omega_traces(pops):
     return F, Lbar, dict(zip(shown, (aO, aI, Hc, qbar))), F_shown, L_shown
 
 
+@DOC.step
+def step7_m_infinity(F, Lbar):
+    """iota = 1/m makes finite m and m = infinity one system.
+
+    Every residual and the loss are rational in iota with denominators that do not vanish at
+    iota = 0 (asserted), so m = infinity is the regular point iota = 0 of the same system, not a
+    limit to be taken numerically.  Train and test errors are then derivatives of the averaged
+    loss in lam and gam, taken through the implicit function theorem by the solver with the
+    Jacobians generated from these expressions.
+    """
+    for e in F + [Lbar]:
+        assert sp.denom(sp.together(e)).subs(iota, 0) != 0
+    DOC.show("m = infinity: the loss", sp.Eq(sp.Symbol("L"), sp.simplify(Lbar.subs(iota, 0))))
+
+
 def closed_system(aO, aI, Hc, qbar, P):
     """Equations in (k0, k1, G) and the averaged loss, given the scalar blocks."""
     g_of_G = G / aI
@@ -567,8 +582,7 @@ def build() -> Module:
     step4_schur_complement()
     step5_sherman_morrison()
     F, Lbar, blocks, F_shown, L_shown = step6_omega_traces(pops)
-    for e in F + [Lbar]:  # step 7: m = infinity is iota = 0, a regular point of the system
-        assert sp.denom(sp.together(e)).subs(iota, 0) != 0
+    step7_m_infinity(F, Lbar)
     ge_aniso, pops_aniso = step9_anisotropic_rows()
     step10_column_leave_one_out()
     f_node, l_node, ablocks = step11_anisotropic_system(pops_aniso, F, Lbar)

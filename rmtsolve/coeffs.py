@@ -380,9 +380,15 @@ def _coefficients_np(act: Activation, t: float) -> Coefficients:
                         t, act.name, None)
 
 
+def _variances(mu0, mu1, mustar2, mu_s2, mu_e2):
+    """The squares as variances: a subnormal t (D = 1 - e^{-2t} below 1e-307, where double
+    precision has no relative accuracy) can round a vanishing share below 0."""
+    return mu0, mu1, max(mustar2, 0.0), max(mu_s2, 0.0), max(mu_e2, 0.0)
+
+
 @functools.lru_cache(maxsize=8192)
 def _squares_np(act: Activation, t: float):
-    return _squares_rho_np(act, math.exp(-2.0 * t), -math.expm1(-2.0 * t), t)
+    return _variances(*_squares_rho_np(act, math.exp(-2.0 * t), -math.expm1(-2.0 * t), t))
 
 
 def _coefficients_var_np(act: Activation, t: float, s2: float) -> Coefficients:
@@ -404,13 +410,13 @@ def _squares_var_np(act: Activation, t: float, s2: float):
     v = math.exp(-2.0 * t) * s2 + D
     rho, omr = math.exp(-2.0 * t) * s2 / v, D / v
     if act.key in ("name:relu", "name:linear"):
-        mu0, mu1, mustar2, mu_s2, mu_e2 = _squares_rho_np(act, rho, omr, t)
+        mu0, mu1, mustar2, mu_s2, mu_e2 = _variances(*_squares_rho_np(act, rho, omr, t))
         return mu0 * math.sqrt(v), mu1, mustar2 * v, mu_s2 * v, mu_e2 * v
     if act.key == "name:erf":
         mu0, mu1, mustar2, mu_s2, mu_e2 = _closed_erf(rho, omr, _NS_NP, 2 * v / (1 + 2 * v))
     else:
         mu0, mu1, mustar2, mu_s2, mu_e2 = _squares_rho_np(scaled_activation(act, v), rho, omr, t)
-    return mu0, mu1 / math.sqrt(v), mustar2, mu_s2, mu_e2
+    return _variances(mu0, mu1 / math.sqrt(v), mustar2, mu_s2, mu_e2)
 
 
 def _squares_rho_np(act: Activation, rho: float, omr: float, t: float):

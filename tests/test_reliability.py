@@ -598,3 +598,12 @@ def test_high_precision_coefficients_of_a_kinked_expression_at_another_variance(
     c = coefficients("0.5*x + 0.5*abs(x)", 0.03447, dps=25, s2=0.03447)
     assert abs(c.mu1 - mpmath.mpf("0.5")) < mpmath.mpf(10) ** -24  # relu-like: E sigma' = 1/2
     assert coefficients("Max(erfc(x), x)", 0.5, dps=20, s2=2).mu1 < 0
+
+
+def test_a_subnormal_diffusion_time_rounds_no_variance_below_zero():
+    # t = 5e-324: D = 1 - e^{-2t} is subnormal, the relu closed form rounded mu_e^2 to -1e-162
+    r = rf_dsm(psi_n=0.06577, psi_p=1.329, m=7, t=5e-324, lam=3.312e-06, tau=1.821, spectrum=np.array([2.751]),
+               on_error="nan")
+    assert np.all(r.converged) and np.isfinite(r.test_error) and r.test_error_floor == 1.0
+    assert r.empirical_score_error == math.inf  # 2 E[ell]/expm1(2t): beyond the double range
+    assert coefficients("relu", 5e-324).mu_e >= 0

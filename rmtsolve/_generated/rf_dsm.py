@@ -287,6 +287,35 @@ DOCUMENT = {'title': 'RF-DSM: asymptotic errors of denoising score matching with
                               'latex': 'q = \\gamma + \\iota k_0 + k_1 \\left(1 - \\iota\\right)',
                               'text': 'q = gam + iota*k0 + k1*(1 - iota)',
                               'note': ''}]},
+              {'title': 'Step 7: iota = 1/m makes finite m and m = infinity one system',
+               'prose': 'Every residual and the loss are rational in iota with denominators that '
+                        'do not vanish at\n'
+                        'iota = 0 (asserted), so m = infinity is the regular point iota = 0 of the '
+                        'same system, not a\n'
+                        'limit to be taken numerically.  Train and test errors are then '
+                        'derivatives of the averaged\n'
+                        'loss in lam and gam, taken through the implicit function theorem by the '
+                        'solver with the\n'
+                        'Jacobians generated from these expressions.',
+               'equations': [{'label': 'm = infinity: the loss',
+                              'latex': 'L = \\frac{\\left(\\gamma + k_1\\right) \\left(G '
+                                       '\\mu_1^{2} \\psi_p \\left(1 - e^{2 t}\\right) '
+                                       '\\left(\\gamma + k_1\\right) + G \\mu_1^{2} \\psi_p '
+                                       '\\left(\\gamma e^{2 t} + k_0 - k_1 \\left(1 - e^{2 '
+                                       't}\\right)\\right) + \\left(\\gamma \\left({\\mu_e^2} + '
+                                       '{\\mu_s^2}\\right) + k_0 {\\mu_s^2} + k_1 {\\mu_e^2} + '
+                                       '\\lambda\\right) e^{2 t}\\right)}{G \\mu_1^{2} \\psi_p '
+                                       '\\left(\\gamma e^{2 t} + k_0 - k_1 \\left(1 - e^{2 '
+                                       't}\\right)\\right) + \\left(\\gamma \\left({\\mu_e^2} + '
+                                       '{\\mu_s^2}\\right) + k_0 {\\mu_s^2} + k_1 {\\mu_e^2} + '
+                                       '\\lambda\\right) e^{2 t}}',
+                              'text': 'L = (gam + k1)*(G*mu1**2*psi_p*(1 - exp(2*t))*(gam + k1) + '
+                                      'G*mu1**2*psi_p*(gam*exp(2*t) + k0 - k1*(1 - exp(2*t))) + '
+                                      '(gam*(mu_e2 + mu_s2) + k0*mu_s2 + k1*mu_e2 + '
+                                      'lam)*exp(2*t))/(G*mu1**2*psi_p*(gam*exp(2*t) + k0 - k1*(1 - '
+                                      'exp(2*t))) + (gam*(mu_e2 + mu_s2) + k0*mu_s2 + k1*mu_e2 + '
+                                      'lam)*exp(2*t))',
+                              'note': ''}]},
               {'title': 'Step 9: Steps 2-3 for x ~ N(0, Sigma), along an eigen-direction of Sigma '
                         'with eigenvalue ell',
                'prose': 'W is rotation invariant, so Sigma may be taken diagonal.  Along a '
