@@ -1,6 +1,6 @@
 """RF-DSM: asymptotic train/test errors of denoising score matching with random features.
 
-Conventions: docs/conventions.md, section 1.  The derivation runs in seven steps; each one is
+Conventions: docs/conventions.md, section 1.  The derivation runs in the steps below; each one is
 a sympy computation (with ``assert`` on the identities it relies on) so it can be re-run
 and checked:
 

@@ -166,10 +166,13 @@ def build_parser() -> argparse.ArgumentParser:
                         "variance v_t = e^{-2t} tr Sigma/d + 1 - e^{-2t} (default isotropic: v_t = 1)")
     _common(p)
 
-    p = sub.add_parser("derive", help="print the derived equations",
-                       description="The final system produced by the sympy derivation in derivations/.")
+    p = sub.add_parser("derive", help="print the derivation of a model's equations",
+                       description="The derivation as the sympy code performs it: every symbol defined "
+                                   "in words, each step with the equations it establishes, and the "
+                                   "final system the solvers evaluate.")
     p.add_argument("model", choices=["rf-dsm", "ldm", "mp"])
-    p.add_argument("--latex", action="store_true", help="LaTeX instead of plain text")
+    p.add_argument("--latex", action="store_true",
+                   help="a complete LaTeX document (compiles with pdflatex) instead of plain text")
 
     p = sub.add_parser("simulate", help="finite-size simulations of the real models",
                        description="Seeded finite-d simulations (real nonlinear features for rf-dsm; "

@@ -108,12 +108,12 @@ def latex(model: str) -> str:
     for k, doc in enumerate(docs):
         sub = "section"
         if k:
-            out.append(r"\section{" + _tex(doc["title"]) + "}\n")
+            out.append(r"\section*{" + _tex(doc["title"]) + "}\n")
             out += [_tex(p) + "\n\n" for p in _paragraphs(doc["intro"])]
             sub = "subsection"
         for sec in doc["sections"]:
             title = ("Final system: " if sec.get("system") else "") + sec["title"]
-            out.append(f"\\{sub}{{{_tex(title)}}}\n")
+            out.append(f"\\{sub}*{{{_tex(title)}}}\n")  # unnumbered: the titles carry the step numbers
             out += [_tex(p) + "\n\n" for p in _paragraphs(sec["prose"])]
             out += _tex_equations(sec["equations"])
     out.append(r"\end{document}" + "\n")

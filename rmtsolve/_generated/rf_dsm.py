@@ -3,8 +3,8 @@
 DOCUMENT = {'title': 'RF-DSM: asymptotic errors of denoising score matching with random features',
  'intro': 'RF-DSM: asymptotic train/test errors of denoising score matching with random features.\n'
           '\n'
-          'Conventions: docs/conventions.md, section 1.  The derivation runs in seven steps; each '
-          'one is\n'
+          'Conventions: docs/conventions.md, section 1.  The derivation runs in the steps below; '
+          'each one is\n'
           'a sympy computation (with ``assert`` on the identities it relies on) so it can be '
           're-run\n'
           'and checked:\n'
