@@ -2382,7 +2382,9 @@ class Campaign:
         try:
             if self.log is not None:
                 faulthandler.dump_traceback_later(limit + 120, file=self.log)
-            signal.setitimer(signal.ITIMER_REAL, limit)
+            # repeating: an alarm raised inside a gc callback or __del__ is swallowed ("Exception
+            # ignored"), the next one a second later interrupts the example
+            signal.setitimer(signal.ITIMER_REAL, limit, 1.0)
             try:
                 if tgt.kind == "cli":
                     outcome = tgt.run(ex)
@@ -2412,6 +2414,8 @@ class Campaign:
             outcome = Outcome("defect", f"traceback: {type(e).__name__}", f"{type(e).__name__}: {e}"[:400],
                               _where(e.__traceback__))
         dt = time.perf_counter() - t0
+        if dt > limit and outcome.kind != "defect":  # answered, but after the limit: a hang all the same
+            outcome = Outcome("defect", "hang", f"answered after {dt:.0f} s, over the {limit:g} s limit")
         st_.seconds += dt
         st_.max_seconds = max(st_.max_seconds, dt)
         self.record(tgt, ex, outcome, dt)
