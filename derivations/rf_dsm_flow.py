@@ -52,9 +52,10 @@ psi_n, psi_p, iota, t, mu1, mus2, mue2 = R.psi_n, R.psi_p, R.iota, R.t, R.mu1, R
 D = R.D
 
 DOC = Document("RF-DSM under gradient flow", __doc__, {
+    # the symbols of the ridge system keep their definitions from derivations/rf_dsm.py
+    **{k: R.DOC.symbols[k] for k in ("lam", "t", "mu1", "mu_s2", "mu_e2", "psi_n", "psi_p", "E_H", "ell")},
     "tau": (r"\tau", "gradient-flow time, in units of d (conventions 1.4)"),
     "xi": (r"\xi", "Laplace variable of the flow time"),
-    "lam": (r"\lambda", "ridge"),
     "b": (r"b", "the output weights of one output coordinate at time tau"),
     "yhat": (r"\hat{y}", "Phi^T z/N: the features' correlation with the target coordinate"),
     "R": (r"R", "the resolvent (U + zeta)^{-1} at a (complex) ridge zeta"),
@@ -62,12 +63,6 @@ DOC = Document("RF-DSM under gradient flow", __doc__, {
     "c_t": (r"c_t", "cross-covariance of test features with the target coordinate"),
     "Sigma_t": (r"\Sigma_t", "covariance of the test features (eigenvalue x of Omega for isotropic data)"),
     "x": (r"x", "an eigenvalue of Omega = W W^T/d"),
-    "t": (r"t", "diffusion time"),
-    "mu1": (r"\mu_1", "the linear Gaussian-equivalence coefficient"),
-    "mu_s2": (r"{\mu_s^2}", "shared nonlinear variance"),
-    "mu_e2": (r"{\mu_e^2}", "private nonlinear variance"),
-    "psi_n": (r"\psi_n", "n/d"),
-    "psi_p": (r"\psi_p", "p/d"),
     "k_u1": (r"k_{u,1}", "leave-one-out factor of population u at the first ridge"),
     "k_u2": (r"k_{u,2}", "the same at the second ridge"),
     "J_mean": (r"J_{\mathrm{mean}}", "iota tr(Sigma_mean E[R_1 Sigma_t R_2])/p, mean-row population"),
@@ -83,8 +78,6 @@ DOC = Document("RF-DSM under gradient flow", __doc__, {
     "g_1": (r"g_1", "g at the first ridge"), "g_2": (r"g_2", "g at the second ridge"),
     "M_1": (r"M_1", "M(ell) at the first ridge"), "M_2": (r"M_2", "M(ell) at the second ridge"),
     "s_1": (r"s_1", "1/(1 + psi_p g_1 M_1(ell))"), "s_2": (r"s_2", "1/(1 + psi_p g_2 M_2(ell))"),
-    "E_H": (r"\mathbb{E}_H", "expectation over the population law H of Sigma's eigenvalues"),
-    "ell": (r"\ell", "an eigenvalue of Sigma"),
     "m_j": (r"m_j", "E_H[ell^j s_1 s_2], j = 0, 1, 2"),
     "w_k": (r"w_k", "the k-th column of W over sqrt(d)"),
     "Q_1": (r"Q_1", "(W M_1 W^T/d + a_I1)^{-1}"), "Q_2": (r"Q_2", "(W M_2 W^T/d + a_I2)^{-1}"),

@@ -1106,6 +1106,32 @@ def _costly(key: str) -> bool:
 _SEPARABLE_MIN_S = 0.25
 
 
+def _outer_breaks_mp(kinks, rho, s, h, L):
+    """Breakpoints in u of the outer rule on [-L, L].
+
+    F(u) = E_w f(u, rho u + s w) has kinks at the kinks k of sigma(u), features of width s at
+    them, and features of width s/|rho| where v crosses a kink in the bulk of w (u near k/rho):
+    split there and grade towards them.
+    """
+    shadows = [k / rho for k in kinks if abs(k / rho) < L and abs(k / rho - k) > s / 1000]
+    return _breaks_mp(-L, L, h, list(kinks) + _graded(kinks, s, h, 2) + shadows
+                      + _graded(shadows, s / abs(rho), h, 2))
+
+
+def _refined_mp(estimate, accept):
+    """``estimate(level)`` at Gauss-Legendre levels 3, 4, 5 (12, 24, 48 nodes per panel) until
+    ``accept(value, err)`` takes two successive ones; (value, err), err = diff^2/|value|."""
+    vals = []
+    for level in (3, 4, 5):
+        vals.append(estimate(level))
+        if len(vals) > 1:
+            err = abs(vals[-1] - vals[-2])
+            err = err * err / abs(vals[-1]) if vals[-1] else err
+            if accept is None or accept(vals[-1], err):
+                break
+    return vals[-1], err
+
+
 def _pair_separable_mp(act, mom, rho, s, slope, diff, L, accept=None):
     """:func:`_pair_gl_mp` with the inner integral taken in v = rho u + s w on one fixed grid.
 
@@ -1120,16 +1146,14 @@ def _pair_separable_mp(act, mom, rho, s, slope, diff, L, accept=None):
     sig = act.mp_func
     kinks = act.mp_kinks()
     h = mom.h
-    shadows = [k / rho for k in kinks if abs(k / rho) < L and abs(k / rho - k) > s / 1000]
-    outer = _breaks_mp(-L, L, h, list(kinks) + _graded(kinks, s, h, 2) + shadows
-                       + _graded(shadows, s / abs(rho), h, 2))
+    outer = _outer_breaks_mp(kinks, rho, s, h, L)
     R = (abs(rho) + s) * L
     vbreaks = _breaks_mp(-R, R, h * s, list(kinks))
     norm = 1 / (s * mpmath.sqrt(2 * mpmath.pi))
     half_inv_s2 = 1 / (2 * s * s)
     cut = L * s
-    vals = []
-    for level in (3, 4, 5):
+
+    def estimate(level):
         nodes = []
         for a, b in zip(vbreaks[:-1], vbreaks[1:]):
             mid, rad = (a + b) / 2, (b - a) / 2
@@ -1149,13 +1173,9 @@ def _pair_separable_mp(act, mom, rho, s, slope, diff, L, accept=None):
             else:
                 inner = gu * mpmath.fdot(ks, gv[lo:hi])
             acc.append(wu * inner)
-        vals.append(mpmath.fsum(acc))
-        if len(vals) > 1:
-            err = abs(vals[-1] - vals[-2])
-            err = err * err / abs(vals[-1]) if vals[-1] else err
-            if accept is None or accept(vals[-1], err):
-                break
-    return vals[-1], err
+        return mpmath.fsum(acc)
+
+    return _refined_mp(estimate, accept)
 
 
 def _pair_gl_mp(act, mom, rho, s, slope, diff, L, accept=None):
@@ -1166,15 +1186,10 @@ def _pair_gl_mp(act, mom, rho, s, slope, diff, L, accept=None):
     sig = act.mp_func
     kinks = act.mp_kinks()
     h = mom.h
-    # F(u) = E_w f(u, rho u + s w) has kinks at the kinks k of sigma(u), features of width
-    # s at them, and features of width s/|rho| where v crosses a kink in the bulk of w
-    # (u near k/rho)
-    shadows = [k / rho for k in kinks if abs(k / rho) < L and abs(k / rho - k) > s / 1000]
-    outer = _breaks_mp(-L, L, h, list(kinks) + _graded(kinks, s, h, 2) + shadows
-                       + _graded(shadows, s / abs(rho), h, 2))
+    outer = _outer_breaks_mp(kinks, rho, s, h, L)
     base = _breaks_mp(-L, L, h)
-    vals = []
-    for level in (3, 4, 5):
+
+    def estimate(level):
         # the fixed inner panels' nodes are shared by all u; only split panels are rebuilt
         panels = [(a, b, _rule_mp([a, b], level)) for a, b in zip(base[:-1], base[1:])]
         us, wus = _rule_mp(outer, level)
@@ -1193,13 +1208,9 @@ def _pair_gl_mp(act, mom, rho, s, slope, diff, L, accept=None):
                     v = ru + s * w
                     terms.append(ww * _combine(gu, sig(v) - slope * v, diff))
             acc.append(wu * mpmath.fsum(terms))
-        vals.append(mpmath.fsum(acc))
-        if len(vals) > 1:
-            err = abs(vals[-1] - vals[-2])
-            err = err * err / abs(vals[-1]) if vals[-1] else err
-            if accept is None or accept(vals[-1], err):
-                break
-    return vals[-1], err
+        return mpmath.fsum(acc)
+
+    return _refined_mp(estimate, accept)
 
 
 def _coefficients_mp(act: Activation, t, dps: int) -> Coefficients:
