@@ -88,7 +88,7 @@ import mpmath
 import numpy as np
 from mpmath import libmp
 
-from ._backend import NUMPY, check_dps, mp_namespace
+from ._backend import NUMPY, check_dps, from_gmpy, gmpy_namespace, mp_namespace, to_gmpy
 from ._generated import ldm as _eq
 from ._resources import check_memory
 from ._results import GridResult
@@ -190,6 +190,16 @@ class _Backend:
         if self.mp:
             return any(mpmath.isnan(v) for v in np.ravel(x))
         return bool(np.isnan(x).any())
+
+    def bulk(self, fn, *args):
+        """Generated ``fn`` on arrays: the nodes x nodes kernels of a high-precision solve run
+        in gmpy2 at mpmath's working precision (several times faster than mpmath objects)."""
+        if not self.mp:
+            return fn(*args, _f=self.f)
+        import gmpy2
+
+        with gmpy2.context(gmpy2.get_context(), precision=mpmath.mp.prec):
+            return from_gmpy(fn(*(to_gmpy(np.asarray(x, dtype=object)) for x in args), _f=gmpy_namespace()))
 
     def exp_or_inf(self, x):
         """exp(x), or inf where a double would overflow (mpmath numbers never do)."""
@@ -447,30 +457,42 @@ def _dot(spec: str, *ops):
 
 
 def _delta_maps_mp(B: _Backend, z, sch: Schedule, lam, tau, a0, W):
-    """:func:`_delta_maps` in mpmath, one step at a time by the recursions it sums.
+    """:func:`_delta_maps` in high precision, one step at a time by the recursions it sums.
 
     dP_t = dP_{t-1} a_t^2 + P_{t-1}(0) delta(a_t^2) and dPi_t = dPi_{t-1} a_t + Pi_{t-1}(0) delta a_t
     (Pi the products of a): fewer operations than the blocked sums when steps come one by one.
+    The T steps at every node are the cost of a high-precision solve, so they run in gmpy2 at
+    mpmath's working precision (:func:`rmtsolve._backend.to_gmpy`); the sums come back exactly.
     """
+    import gmpy2
+
     T = len(sch.beta)
-    zero = mpmath.mpf(0)
-    dP, dPi, dv = (np.full(z.shape, zero, dtype=object) for _ in range(3))
-    P0 = Pi0 = mpmath.mpf(1)
-    err = None if W is None else np.empty((3, T, W.shape[2]), dtype=object)
-    for t in range(T):
-        a, q2, w2, cw2, da = (x[0] if x is not None else None for x in
-                              _step_terms(B, z, sch, t, t + 1, lam, tau, W is not None))
-        b0 = a0[t]
-        if t:  # s_1 = 0; v_0 - v_0(0) collects s_t^2 dP_{t-1}
-            dv = dv + dP * sch.beta[t]
-        dP = dP * (a * a) + (da * (a + b0)) * P0
-        dPi = dPi * a + da * Pi0
-        P0, Pi0 = P0 * b0 * b0, Pi0 * b0
-        if W is not None:
-            err[0, t] = B.imag(q2 @ W[0])
-            err[1, t] = B.imag(w2 @ W[2])
-            err[2, t] = B.imag(cw2 @ W[0])
-    return dv + dP, dPi * mpmath.sqrt(sch.abar[-1]), err
+    with gmpy2.context(gmpy2.get_context(), precision=mpmath.mp.prec):
+        G = types.SimpleNamespace(f=gmpy_namespace(), wrap=lambda x: np.array(x, dtype=object))
+        zg, a0g, Wg = to_gmpy(z), to_gmpy(a0), None if W is None else to_gmpy(W)
+        sg = Schedule(*(to_gmpy(x) for x in (sch.beta, sch.abar, sch.om, sch.omp)))
+        lam_g, tau_g = to_gmpy(lam), to_gmpy(tau)
+        zero = gmpy2.mpfr(0)
+        dP, dPi, dv = (np.full(z.shape, zero, dtype=object) for _ in range(3))
+        P0 = Pi0 = gmpy2.mpfr(1)
+        err = None if W is None else np.empty((3, T, W.shape[2]), dtype=object)
+        imag = np.frompyfunc(lambda v: v.imag, 1, 1)
+        for t in range(T):
+            a, q2, w2, cw2, da = (x[0] if x is not None else None for x in
+                                  _step_terms(G, zg, sg, t, t + 1, lam_g, tau_g, W is not None))
+            b0 = a0g[t]
+            if t:  # s_1 = 0; v_0 - v_0(0) collects s_t^2 dP_{t-1}
+                dv = dv + dP * sg.beta[t]
+            dP = dP * (a * a) + (da * (a + b0)) * P0
+            dPi = dPi * a + da * Pi0
+            P0, Pi0 = P0 * b0 * b0, Pi0 * b0
+            if W is not None:
+                err[0, t] = imag(q2 @ Wg[0])
+                err[1, t] = imag(w2 @ Wg[2])
+                err[2, t] = imag(cw2 @ Wg[0])
+        out = (from_gmpy(dv + dP), from_gmpy(dPi) * mpmath.sqrt(sch.abar[-1]),
+               None if err is None else from_gmpy(err))
+    return out
 
 
 # -- population spectra ----------------------------------------------------------------------
@@ -714,8 +736,8 @@ def _pair(B: _Backend, R, dw, pop: Population, gamma, gamma_m1) -> tuple:
     Rc, rc = np.conj(R), np.conj(r)
     gamma, gamma_m1 = B.wrap(gamma), B.wrap(gamma_m1)
     with np.errstate(divide="ignore", invalid="ignore"):  # a singular kernel is reported above
-        fpp = _eq.two_point(B.matmul(Rw, R.T), r[:, None], r[None, :], gamma, gamma_m1, _f=B.f)
-        fpm = _eq.two_point(B.matmul(Rw, Rc.T), r[:, None], rc[None, :], gamma, gamma_m1, _f=B.f)
+        fpp = B.bulk(_eq.two_point, B.matmul(Rw, R.T), r[:, None], r[None, :], gamma, gamma_m1)
+        fpm = B.bulk(_eq.two_point, B.matmul(Rw, Rc.T), r[:, None], rc[None, :], gamma, gamma_m1)
     return dw, fpp, fpm
 
 

@@ -509,14 +509,47 @@ def test_empirical_score_error_beyond_the_double_range_is_inf_and_finite_at_dps(
 
 @pytest.mark.slow
 def test_rerun_reproducer_high_precision_ldm_point_is_fast_and_agrees_with_double():
-    assert mpmath.libmp.BACKEND == "gmpy"  # the pure-Python back end took 93 s here (gmpy2: 27 s)
+    # 93 s with mpmath's pure-Python back end, 27 s with gmpy2 under mpmath, 4 s with the
+    # step recursions and two-resolvent kernels in gmpy2 directly
+    assert mpmath.libmp.BACKEND == "gmpy"
     kw = dict(n_over_d=2.517, spectrum=[22.35, 2.517], mean_norm=1.0, beta_max=0.001)
     start = time.perf_counter()
     hi = ldm(**kw, dps=30)
-    assert time.perf_counter() - start < 60
+    assert time.perf_counter() - start < 20
     lo = ldm(**kw)
     for name in ("kl_gen_data_per_dim", "kl_data_gen_per_dim", "kl_oracle_per_dim"):
         assert float(getattr(hi, name)) == pytest.approx(float(getattr(lo, name)), rel=1e-10)
+
+
+@pytest.mark.slow
+def test_rerun_reproducer_ldm_hard_edge_at_30_digits_and_1000_steps_is_fast():
+    # 442 contour nodes x 1000 steps: 40-60 s in mpmath objects, 14 s in gmpy2 (fuzz seed 2010350180)
+    kw = dict(n_over_d=1.0, d=50, lam=6.176e-05, mean_norm=0.02072)
+    start = time.perf_counter()
+    hi = ldm(**kw, dps=30)
+    assert time.perf_counter() - start < 40
+    lo = ldm(**kw)
+    for name in ("kl_gen_data_per_dim", "kl_data_gen_per_dim", "excess_kl_per_dim", "kl_oracle_per_dim"):
+        assert float(getattr(hi, name)) == pytest.approx(float(getattr(lo, name)), rel=1e-10)
+
+
+def test_gmpy2_conversions_are_exact_both_ways_special_values_included():
+    import gmpy2
+
+    from rmtsolve._backend import from_gmpy, gmpy_namespace, to_gmpy
+
+    with mpmath.workdps(40), gmpy2.context(gmpy2.get_context(), precision=mpmath.mp.prec):
+        xs = [mpmath.mpf(1) / 3, -mpmath.pi * mpmath.mpf("1e-300"), mpmath.mpc(1, -2) / 7,
+              mpmath.mpf(0), mpmath.inf, -mpmath.inf, mpmath.mpc(-mpmath.inf, 1), 2.5, 3, 1 + 2j]
+        back = from_gmpy(to_gmpy(np.array(xs, dtype=object)))
+        assert all(a == b for a, b in zip(xs, back))
+        assert mpmath.isnan(from_gmpy(to_gmpy(mpmath.nan)))
+        # MPC has no expm1: the substitute keeps relative accuracy near 0 and away from it
+        f = gmpy_namespace()
+        for w in (mpmath.mpc("1e-25", "3e-26"), mpmath.mpc(-0.3, 2.1), mpmath.mpc(2, "-1e-30")):
+            got, want = from_gmpy(f.expm1(np.array([to_gmpy(w)], dtype=object))[0]), mpmath.expm1(w)
+            assert abs(got.real - want.real) <= 1e-38 * abs(want.real)
+            assert abs(got.imag - want.imag) <= 1e-38 * abs(want.imag)
 
 
 def test_feature_spectrum_at_a_real_point_far_below_the_bulk_is_the_boundary_value():
