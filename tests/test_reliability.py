@@ -651,3 +651,17 @@ def test_flow_total_is_the_weighted_mean_of_its_eigenvalue_parts():
     by = r.as_dict()["test_error_by_eigenvalue"]
     np.testing.assert_allclose(np.asarray(by["test_error"]) @ np.asarray(by["weight"]), r.test_error,
                                rtol=1e-14, atol=0)
+
+
+def test_rerun_reproducer_ridgeless_flow_at_huge_tau_is_the_min_norm_solution():
+    # fuzz seed 785718485: rounding noise along U's kernel times f = 1/ev gave inf
+    from rmtsolve import simulate_rf_dsm
+
+    kw = dict(psi_n=0.07226, psi_p=0.3161, m=2, t=0.002254, lam=0.0, activation="relu", d=33, seeds=1,
+              seed=1233, spectrum="powerlaw:0")
+    ridgeless = simulate_rf_dsm(**kw)
+    for tau in (1e6, 1e300):
+        flow = simulate_rf_dsm(**kw, tau=tau)
+        assert flow.test_error == pytest.approx(ridgeless.test_error, rel=1e-9)
+        assert flow.empirical_score_error == pytest.approx(ridgeless.empirical_score_error, rel=1e-9)
+        assert 0 <= flow.train_error < 1e-12

@@ -26,6 +26,7 @@ from .equations import rf_dsm_spectrum
 from .solver import PSI_MAX, PSI_MIN, T_MAX
 
 _CHUNK_BYTES = 256 * 2**20  # feature-chunk budget
+_EPS = float(np.finfo(float).eps)
 
 
 @dataclasses.dataclass(frozen=True, repr=False)
@@ -216,9 +217,14 @@ def _one_seed(rng, act, d, n, p, m, t, lam, n_test, tau, sqrt_ell, be):
     if tau is not None:
         # Gradient flow from B = 0: B^T = -f(U/N) Phi^T Z/N, f(s) = (1 - e^{-tau (s + lam)})/(s + lam).
         ev, V = xp.linalg.eigh(U / N)
-        s_l = xp.maximum(ev, 0.0) + lam
+        # Phi^T Z lies in the range of U: along its (numerical) kernel the gradient vanishes
+        # exactly, so the flow never moves there; rounding noise there, times f ~ tau, would
+        # blow up when lam = 0 and tau is large
+        kernel = ev <= max(p, N) * _EPS * float(xp.max(ev))
+        s_l = xp.where(kernel, 0.0, ev) + lam
         f = xp.where(s_l > 0, -xp.expm1(-tau * s_l) / xp.where(s_l > 0, s_l, 1.0), tau)
-        Bt = -V @ (f[:, None] * (V.T @ (PZ / N)))
+        coef = xp.where(kernel[:, None], 0.0, V.T @ (PZ / N))
+        Bt = -V @ (f[:, None] * coef)
         train = (float(xp.sum(Bt * (U @ Bt))) + 2 * float(xp.sum(Bt * PZ)) + zz) / (N * d)
     elif lam == 0:
         # Ridgeless: the minimum-norm least-squares solution (on the host: lstsq is not in the
