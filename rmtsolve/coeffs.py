@@ -52,7 +52,9 @@ KEYS = ("mu0", "mu1", "mustar", "mu_s", "mu_e")
 
 _RHO_SERIES = 0.5       # the Hermite series is summed for rho <= this
 _K_MAX = 64             # Hermite terms: 0.5**64 ~ 5e-20 of mustar^2 is left out
-_L = 12.0               # double-precision truncation: phi(12) ~ 5e-32
+_L_STEPS = (12.0, 20.0, 30.0, 38.0)  # double-precision truncations: phi(12) ~ 5e-32, then wider
+                        # for activations that grow fast (x**50 peaks at |x| = 10 against phi)
+_TAIL = 1e-18           # the integrand over the outermost unit, relative to its integral
 _PANEL_LENGTHS = (2.0, 1.0, 0.5, 0.25)
 _RTOL = 1e-12
 _GL = {n: np.polynomial.legendre.leggauss(n) for n in (16, 24)}
@@ -160,7 +162,7 @@ def kernel(activation, rho, *, dps: int | None = None):
 
 
 def _check_t(t, scalar: bool = True) -> None:
-    if scalar and not isinstance(t, (str, mpmath.mpf)) and np.ndim(t) != 0:
+    if scalar and not isinstance(t, (str, mpmath.mpf)) and not_real_scalar(t):  # ragged lists too
         raise ParameterError("t", "a number > 0 and finite (coefficients_array takes arrays)", t)
     try:
         check_range("t", t, low=0.0, low_open=True, allowed="> 0 and finite", allow_text=True)
@@ -293,7 +295,7 @@ class _Moments:
     c_err: tuple       # their error estimates
     h: object          # panel length (lattice step) that reached the tolerance
     level: int = 0     # lattice paths: the step is 2^-level ...
-    L: int = 0         # ... on |x| <= L (moments and Hermite coefficients)
+    L: float = 0       # ... on |x| <= L (moments and Hermite coefficients; double: the truncation)
     Lw: int = 0        # ... and |x| <= Lw for double integrals
 
 
@@ -322,8 +324,9 @@ def _moments_np(act: Activation) -> _Moments:
 
 
 def _moments_np_quiet(act: Activation) -> _Moments:
+    L = _truncation_np(act)
     for h in _PANEL_LENGTHS:
-        brk = _breaks(-_L, _L, h, act.kinks)
+        brk = _breaks(-L, L, h, act.kinks)
         res = []
         for n in (24, 16):
             x, w = _rule(brk, n)
@@ -338,8 +341,22 @@ def _moments_np_quiet(act: Activation) -> _Moments:
               # Hermite terms enter mu_s^2 with weights rho^k <= 2^-k
               and np.all(c_err[2:] * 0.5 ** np.arange(2, _K_MAX + 1) <= 1e-13 * math.sqrt(e2)))
         if ok:
-            return _Moments(c[0], c[1], m2, e2, tuple(c), tuple(c_err), h)
+            return _Moments(c[0], c[1], m2, e2, tuple(c), tuple(c_err), h, L=L)
     raise ConvergenceError(f"Gaussian moments of activation {_label(act)!r} did not converge")
+
+
+def _truncation_np(act: Activation) -> float:
+    """The first L of _L_STEPS beyond which sigma^2 phi (and |x sigma| phi) is negligible: their
+    integrals over the outermost unit |x| in [L - 1, L] below _TAIL of the whole; such
+    integrands decay faster than geometrically from there on."""
+    for L in _L_STEPS:
+        x, w = _rule(_breaks(-L, L, 1.0), 16)
+        s = act.np_func(x)
+        edge = np.abs(x) >= L - 1
+        if all(w[edge] @ f[edge] <= _TAIL * (w @ f) for f in (s * s, np.abs(x * s))):
+            return L
+    raise ConvergenceError(f"Gaussian moments of activation {_label(act)!r} did not converge: "
+                           f"its square against the normal density is not negligible at |x| = {_L_STEPS[-1]:g}")
 
 
 def _combine(gu, gv, diff):
@@ -355,13 +372,14 @@ def _pair_np(act, mom, rho, s, slope, diff, h=None):
     returns (value, error estimate)."""
     h = mom.h if h is None else h
     kinks = np.asarray(act.kinks, dtype=float)
-    outer = _breaks(-_L, _L, h, list(act.kinks) + _graded(act.kinks, s, h, 2))
-    base = _breaks(-_L, _L, h)
+    L = mom.L
+    outer = _breaks(-L, L, h, list(act.kinks) + _graded(act.kinks, s, h, 2))
+    base = _breaks(-L, L, h)
     vals = []
     for n in (24, 16):
         u, wu = _rule(outer, n)
         # inner panels: a fixed grid plus the points where v = rho u + s w crosses a kink
-        cross = np.clip((kinks[None, :] - rho * u[:, None]) / s, -_L, _L)
+        cross = np.clip((kinks[None, :] - rho * u[:, None]) / s, -L, L)
         brk = np.sort(np.concatenate([np.broadcast_to(base, (u.size, base.size)), cross], 1), 1)
         xi, wi = _GL[n]
         a, b = brk[:, :-1, None], brk[:, 1:, None]
@@ -466,7 +484,7 @@ def _kernel_np(act: Activation, rho: float) -> float:
     if s == 0.0 and rho > 0:
         return float(mom.second)
     if s == 0.0:        # E sigma(u) sigma(-u)
-        brk = _breaks(-_L, _L, mom.h, list(act.kinks) + [-k for k in act.kinks])
+        brk = _breaks(-mom.L, mom.L, mom.h, list(act.kinks) + [-k for k in act.kinks])
         vals = [w @ (act.np_func(x) * act.np_func(-x)) for x, w in
                 (_rule(brk, n) for n in (24, 16))]
         if abs(vals[0] - vals[1]) > _RTOL * mom.second:

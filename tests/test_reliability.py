@@ -665,3 +665,21 @@ def test_rerun_reproducer_ridgeless_flow_at_huge_tau_is_the_min_norm_solution():
         assert flow.test_error == pytest.approx(ridgeless.test_error, rel=1e-9)
         assert flow.empirical_score_error == pytest.approx(ridgeless.empirical_score_error, rel=1e-9)
         assert 0 <= flow.train_error < 1e-12
+
+
+def test_rerun_reproducers_coefficients_ragged_t_and_fast_growing_activation():
+    # fuzz seed 785718485
+    from rmtsolve import coefficients
+
+    with pytest.raises(ParameterError) as e:
+        coefficients("softplus", [[1], [2, 3]])
+    assert e.value.name == "t"
+    # x**50 peaks at |x| = 10 against the normal density: the double quadrature truncated at 12
+    # lost 0.16 % of mustar; exact: mustar^2 = 99!! - (49!!)^2 (unit variance, mu1 = 0)
+    c = coefficients("x**50", 1.0)
+    exact = math.sqrt(float(mpmath.fac2(99) - mpmath.fac2(49) ** 2))
+    assert c.mustar == pytest.approx(exact, rel=1e-13)
+    assert c.mu0 == pytest.approx(float(mpmath.fac2(49)), rel=1e-13)
+    assert abs(c.mu1) <= 1e-15 * c.mustar  # odd moment: zero up to rounding of the even ones
+    hi = coefficients("x**50", 1.0, dps=50)
+    assert float(hi.mustar) == pytest.approx(exact, rel=1e-13)

@@ -78,6 +78,25 @@ def test_simulated_empirical_score_error_approaches_the_theory():
     assert abs(s.empirical_score_error - th - corr) < 0.05 * th
 
 
+def test_independent_point_empirical_error_matches_the_limit_and_the_selection_is_the_gap():
+    # with the softmax's point replaced by one independent of y the error is the theory's limit
+    # already at d = 400 (to its test error's finite-d accuracy); the softmax's selection sits
+    # below it by an amount of order sqrt(log n / d)
+    for kw in (dict(psi_n=1.0, psi_p=2.0, m=1, t=0.5, lam=1e-3),
+               dict(psi_n=1.0, psi_p=0.5, m=1, t=0.5, lam=1e-3, spectrum=[0.25, 1.75])):
+        th = rf_dsm(**kw)
+        s = simulate_rf_dsm(**kw, d=400, seeds=2, seed=7)
+        assert abs(s.empirical_score_error_independent / float(th.empirical_score_error) - 1) < 0.015
+        assert abs(s.test_error / float(th.test_error) - 1) < 0.015
+        assert s.empirical_score_error < 0.9 * s.empirical_score_error_independent
+
+
+def test_with_one_training_point_the_softmax_and_the_independent_point_coincide():
+    s = simulate_rf_dsm(psi_n=0.01, psi_p=1.0, m=4, t=0.3, lam=1e-2, d=60, seeds=2, seed=3)
+    assert s.params["n"] == 1
+    assert s.empirical_score_error == pytest.approx(s.empirical_score_error_independent, rel=1e-12)
+
+
 def test_cli_generate(capsys):
     assert cli.main(["simulate", "rf-dsm", "--psi-n", "0.2", "--psi-p", "3", "--m", "5", "--d", "30",
                      "--seeds", "1", "--generate", "30", "--steps", "8", "--json"]) == 0

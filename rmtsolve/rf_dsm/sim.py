@@ -37,7 +37,12 @@ class RFDSMSimulation(ShortRepr):
     ``per_seed`` holds the raw values of every seed.  ``test_error_floor`` is the floor of the
     simulated (discretised) spectrum and score_error = test_error - test_error_floor.
     ``empirical_score_error`` = D E||s_A(y) - s_emp(y)||^2/d on fresh y, with s_emp the exact
-    score of the diffused training set (:func:`empirical_score`).  For a
+    score of the diffused training set (:func:`empirical_score`).
+    ``empirical_score_error_independent`` is the same error with the softmax average replaced by
+    one training point independent of y (test point j takes training point j mod n): the
+    quantity whose d -> inf limit the theory's empirical_score_error computes once the
+    softmax has selected one point and its overlap with y has vanished; the difference
+    between the two is that selection effect, of order sqrt(log n / d).  For a
     spectrum with finitely many distinct eigenvalues, ``test_error_by_eigenvalue`` holds the
     test error of the coordinates along each of ``eigenvalues`` (means and standard errors).
     """
@@ -55,13 +60,16 @@ class RFDSMSimulation(ShortRepr):
     test_error_floor: float = math.nan
     empirical_score_error: float = math.nan
     empirical_score_error_stderr: float = math.nan
+    empirical_score_error_independent: float = math.nan
+    empirical_score_error_independent_stderr: float = math.nan
     test_error_by_eigenvalue: np.ndarray | None = None
     test_error_by_eigenvalue_stderr: np.ndarray | None = None
     eigenvalues: np.ndarray | None = None
     eigenvalue_weights: np.ndarray | None = None
 
     def as_dict(self) -> dict:
-        keys = ("test_error", "train_error", "score_error", "gap", "empirical_score_error")
+        keys = ("test_error", "train_error", "score_error", "gap", "empirical_score_error",
+                "empirical_score_error_independent")
         out = {k: getattr(self, k) for k in keys}
         out |= {k + "_stderr": getattr(self, k + "_stderr") for k in keys}
         out["test_error_floor"] = self.test_error_floor
@@ -124,23 +132,25 @@ def simulate_rf_dsm(*, psi_n: float, psi_p: float, m, t: float, lam: float, acti
     mm = int(m)
     n_test = n_test or max(4000, 2 * p)
     children = np.random.SeedSequence(seed).spawn(seeds)
-    vals = {"test_error": [], "train_error": [], "by": [], "empirical": []}
+    vals = {"test_error": [], "train_error": [], "by": [], "empirical": [], "independent": []}
     sqrt_ell = np.sqrt(ell)
     # workers resolve a named activation themselves: an expression's compiled function may not pickle
     spec_act = activation.strip() if isinstance(activation, str) else act
     runs = map_seeds(_seed_task, [(ss, spec_act, d, n, p, mm, t, lam, n_test, tau, sqrt_ell, backend)
                                   for ss in children], jobs, scheduler)
-    for te, tr, per_coord, emp in runs:
+    for te, tr, per_coord, emp, ind in runs:
         vals["test_error"].append(te)
         vals["train_error"].append(tr)
         vals["empirical"].append(emp)
+        vals["independent"].append(ind)
         if groups is not None:
             vals["by"].append(np.bincount(groups, per_coord) / np.bincount(groups))
     test = np.array(vals["test_error"])
     train = np.array(vals["train_error"])
     floor = float(np.mean(_eq.test_error_floor(np.asarray(ell, dtype=float), t, _f=NUMPY)))
     series = {"test_error": test, "train_error": train, "score_error": test - floor,
-              "gap": test - train, "empirical_score_error": np.array(vals["empirical"])}
+              "gap": test - train, "empirical_score_error": np.array(vals["empirical"]),
+              "empirical_score_error_independent": np.array(vals["independent"])}
     mean = {k: float(v.mean()) for k, v in series.items()}
     se = {k + "_stderr": float(seed_stderr(v)) for k, v in series.items()}
     params = dict(psi_n=psi_n, psi_p=psi_p, m=m, t=t, lam=lam, activation=act.name, d=d, n=n, p=p,
@@ -183,7 +193,8 @@ def _features(act, W, y, d, be):
 
 
 def _one_seed(rng, act, d, n, p, m, t, lam, n_test, tau, sqrt_ell, be):
-    """(test error, train error, per-coordinate test error, empirical score error) of one seed.
+    """(test error, train error, per-coordinate test error, empirical score error, the same with
+    an independent training point) of one seed.
 
     Random numbers are drawn on the host; the products, solves and sums run on ``be``."""
     xp = be.xp
@@ -237,7 +248,8 @@ def _one_seed(rng, act, d, n, p, m, t, lam, n_test, tau, sqrt_ell, be):
         Bt = -xp.linalg.solve(U / N + lam * be.asarray(np.eye(p)), PZ / N)  # B^T, p x d
         # ||Phi B^T + Z||^2 from the accumulated moments (Phi is never stored).
         train = (float(xp.sum(Bt * (U @ Bt))) + 2 * float(xp.sum(Bt * PZ)) + zz) / (N * d)
-    acc, emp = be.zeros(d), 0.0
+    acc, emp, ind = be.zeros(d), 0.0, 0.0
+    sD_D = sD / -math.expm1(-2 * t)
     X = be.asarray(X)
     test_rows = max(1, _CHUNK_BYTES // (8 * max(p, n)))
     for start in range(0, n_test, test_rows):
@@ -248,9 +260,13 @@ def _one_seed(rng, act, d, n, p, m, t, lam, n_test, tau, sqrt_ell, be):
         pred = _features(act, W, y, d, be) @ Bt  # B phi(y) = sqrt(D) s_A(y)
         acc += xp.sum((pred + z) ** 2, axis=0)
         emp += float(xp.sum((pred - sD * empirical_score(y, X, t, xp=xp)) ** 2))
+        # test point j against training point j mod n: independent of y by construction
+        x_ind = xp.take(X, be.asarray(np.arange(start, start + k) % n), axis=0)
+        ind += float(xp.sum((pred + sD_D * (y - a * x_ind)) ** 2))
     # train is ||Phi B^T + Z||^2 >= 0; assembled from moments it may round to about -1e-16 zz/(N d)
     # where the features interpolate
-    return float(xp.sum(acc)) / (n_test * d), max(train, 0.0), be.to_numpy(acc) / n_test, emp / (n_test * d)
+    return (float(xp.sum(acc)) / (n_test * d), max(train, 0.0), be.to_numpy(acc) / n_test, emp / (n_test * d),
+            ind / (n_test * d))
 
 
 def empirical_score(y, X, t, *, xp=np):
