@@ -220,7 +220,7 @@ def write(a_rows, b_rows, c_rows, quick):
           "The gap is of order sqrt(log n / d): it shrinks at every doubling of d while gap sqrt(d)/e(n) stays "
           "bounded, and the extreme-value term accounts for most of it; at d = 1600 it is still several per cent, "
           "which is why the limit is checked through A1.", "",
-          "| spectrum | act | theory | " + " | ".join(f"d={d}" for d in dims), "|" + "---|" * (3 + len(dims))]
+          "| spectrum | act | theory | " + " | ".join(f"d={d}" for d in dims) + " |", "|" + "---|" * (3 + len(dims))]
     for r in a_rows:
         L.append(f"| {r['spectrum']} | {r['activation']} | {r['theory']:.4f} | " + " | ".join(
             f"{r[f'sim_d{d}']:.4f} / {r[f'gap_d{d}']:+.3f} / {r[f'ev_term_d{d}']:+.3f} / {r[f'gap_scaled_d{d}']:+.2f} / "

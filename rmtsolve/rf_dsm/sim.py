@@ -166,11 +166,13 @@ def simulate_rf_dsm(*, psi_n: float, psi_p: float, m, t: float, lam: float, acti
 
 
 def _memory_estimate(d, n, p, m, lam, tau) -> float:
-    """Peak bytes of one seed: the training data (n x d), W, B, Phi^T Z (p x d), U (p x p, twice
-    for eigh/solve), a feature chunk and the test chunk; the ridgeless solve keeps the whole
-    feature matrix."""
+    """Peak bytes of one seed: the training data (n x d), W, B, Phi^T Z (p x d), the p x p
+    matrices (U and U/N + lam I with the solve's copy, measured 3.8 p^2 in all; eigh for a
+    gradient flow adds its vectors and LAPACK's 2 p^2 workspace, measured 7 p^2), a feature
+    chunk and the test chunk; the ridgeless solve keeps the whole feature matrix."""
     # a chunk holds at least one data point with its m noisy copies and their features
-    est = 8.0 * (n * d + 3 * p * d + 3 * p * p + d) + 2 * max(_CHUNK_BYTES, 8.0 * m * (2 * d + p))
+    square = 7 if tau is not None else 4
+    est = 8.0 * (n * d + 3 * p * d + square * p * p + d) + 2 * max(_CHUNK_BYTES, 8.0 * m * (2 * d + p))
     if lam == 0 and tau is None:
         est += 8.0 * n * m * (p + d) * 2
     return est
