@@ -7,18 +7,46 @@ from .errors import ParameterError
 
 
 def available_bytes() -> int:
-    """Memory available to this process now (MemAvailable on Linux, else physical memory)."""
+    """Memory available to this process now: MemAvailable on Linux (else physical memory), and
+    no more than the address space left under an RLIMIT_AS limit (``ulimit -v``), which makes
+    allocations fail with MemoryError however much memory the machine has free."""
+    have = None
     try:
         with open("/proc/meminfo") as fh:
             for line in fh:
                 if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
+                    have = int(line.split()[1]) * 1024
+                    break
     except OSError:
         pass
+    if have is None:
+        try:
+            have = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        except (ValueError, OSError, AttributeError):
+            have = 2**40
+    limit = _address_space_left()
+    return have if limit is None else min(have, limit)
+
+
+def _address_space_left() -> int | None:
     try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError, AttributeError):
-        return 2**40
+        import resource
+
+        soft = resource.getrlimit(resource.RLIMIT_AS)[0]
+    except (ImportError, OSError, ValueError):
+        return None
+    if soft == resource.RLIM_INFINITY:
+        return None
+    used = 0
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmSize:"):
+                    used = int(line.split()[1]) * 1024
+                    break
+    except OSError:
+        pass
+    return max(0, soft - used)
 
 
 def check_memory(name: str, needed: float, what: str) -> None:

@@ -683,3 +683,15 @@ def test_rerun_reproducers_coefficients_ragged_t_and_fast_growing_activation():
     assert abs(c.mu1) <= 1e-15 * c.mustar  # odd moment: zero up to rounding of the even ones
     hi = coefficients("x**50", 1.0, dps=50)
     assert float(hi.mustar) == pytest.approx(exact, rel=1e-13)
+
+
+def test_memory_estimate_respects_an_address_space_limit():
+    # fuzz seed 785718485: under `ulimit -v` (RLIMIT_AS) a simulation the machine's free memory
+    # allowed failed with MemoryError; the estimate now refuses it with the one-line error
+    code = (
+        "import resource; resource.setrlimit(resource.RLIMIT_AS, (6 * 2**30, resource.RLIM_INFINITY))\n"
+        "from rmtsolve import cli; raise SystemExit(cli.main(['simulate', 'rf-dsm', '--psi-n', '1000', '--psi-p',"
+        " '1000', '--tau', '5', '--d', '13', '--seeds', '1']))\n")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 2, p.stderr
+    assert p.stderr.count("\n") == 1 and "GB" in p.stderr and "Traceback" not in p.stderr

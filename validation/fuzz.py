@@ -1682,6 +1682,24 @@ def cli_derive(draw):
     return CliExample(argv, {}, "derive")
 
 
+_SIM_WORK = 2e11  # flops: a few seconds here
+
+
+def _affordable_simulation(flags: dict) -> None:
+    """Shrink --d where valid flags ask for a simulation that runs for minutes (an edge string
+    such as '1_000' for both ratios: n = p = 13000 at d = 13, a p x p eigh per seed); such a
+    request is the user's to make, not a hang.  The work per seed is N p (p + d) + 10 p^3."""
+    vals = {f: _float_or_none(flags.get(f, default)) for f, default in
+            (("--psi-n", "1"), ("--psi-p", "2"), ("--m", "1"), ("--d", "x"), ("--seeds", "1"))}
+    if any(v is None or not math.isfinite(v) or v <= 0 for v in vals.values()) or vals["--psi-p"] > 1e6:
+        return  # malformed or refused by the memory estimate: runs in no time
+    d = vals["--d"]
+    n, p = vals["--psi-n"] * d, vals["--psi-p"] * d
+    work = vals["--seeds"] * (n * vals["--m"] * p * (p + d) + 10 * p**3)
+    if work > _SIM_WORK:
+        flags["--d"] = str(max(2, int(d * (_SIM_WORK / work) ** (1 / 3))))
+
+
 @st.composite
 def cli_simulate_rf(draw):
     flags = {}
@@ -1698,6 +1716,7 @@ def cli_simulate_rf(draw):
     flags["--seeds"] = draw(weighted((9, st.sampled_from(["1", "2"])), (1, st.sampled_from(["0", "-1", "1.5", "x"]))))
     if draw(st.booleans()):
         flags["--seed"] = draw(weighted((9, st.integers(0, 2**32).map(str)), (1, st.sampled_from(["-1", str(2**200), "1.5", "x"]))))
+    _affordable_simulation(flags)
     gen = draw(st.integers(0, 9)) < 2
     if gen:
         flags["--generate"] = draw(weighted((85, st.integers(2, 20).map(str)), (10, st.sampled_from(["1", "0", "x", "2.5"])),
