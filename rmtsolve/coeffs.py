@@ -210,12 +210,35 @@ def _asin_minus_x(x, ns):
             return total
 
 
+def _sin_minus_x_cos(theta, ns):
+    """sin(theta) - theta cos(theta) for 0 <= theta <= pi without cancellation at small theta."""
+    if theta > 0.5:
+        return ns.sin(theta) - theta * ns.cos(theta)
+    # sum_{k>=1} (-1)^(k+1) 2k theta^(2k+1)/(2k+1)! = theta^3/3 - theta^5/30 + ...
+    t2, power, total, k = theta * theta, theta, theta * 0, 0
+    while True:
+        k += 1
+        power = power * t2 / ((2 * k) * (2 * k + 1))
+        add = (2 * k) * power if k % 2 else -(2 * k) * power
+        total += add
+        if abs(add) <= ns.eps * abs(total):
+            return total
+
+
 def _closed_relu(rho, omr, ns):
-    sq = ns.sqrt(omr * (1 + rho))                     # sqrt(1 - rho^2)
-    mu_s2 = rho * (ns.asin(rho) - rho / (1 + sq)) / (2 * ns.pi)
-    theta = 2 * ns.asin(ns.sqrt(omr / 2))             # arccos(rho), accurate near rho = 1
-    mu_e2 = omr / 4 - (sq - theta * rho) / (2 * ns.pi)
-    return 1 / ns.sqrt(2 * ns.pi), ns.one / 2, ns.one / 4 - 1 / (2 * ns.pi), mu_s2, mu_e2
+    # mu_s^2 + mu_e^2 = mustar^2 exactly; each branch computes the smaller of the two, whose
+    # formula has no cancellation there, from rho (small rho) or from omr = 1 - rho: near
+    # rho = 1, asin(rho) would turn a rounding of rho into an error of order sqrt(eps)
+    mustar2 = ns.one / 4 - 1 / (2 * ns.pi)
+    if rho <= 0.5:
+        sq = ns.sqrt(omr * (1 + rho))                 # sqrt(1 - rho^2)
+        mu_s2 = rho * (ns.asin(rho) - rho / (1 + sq)) / (2 * ns.pi)
+        mu_e2 = mustar2 - mu_s2
+    else:
+        theta = 2 * ns.asin(ns.sqrt(omr / 2))         # arccos(rho), accurate near rho = 1
+        mu_e2 = omr / 4 - _sin_minus_x_cos(theta, ns) / (2 * ns.pi)
+        mu_s2 = mustar2 - mu_e2
+    return 1 / ns.sqrt(2 * ns.pi), ns.one / 2, mustar2, mu_s2, mu_e2
 
 
 def _closed_erf(rho, omr, ns, c=None):
@@ -248,13 +271,13 @@ _CLOSED_KERNEL = {
     "name:linear": lambda rho, ns: rho,
 }
 
-_NS_NP = types.SimpleNamespace(sqrt=math.sqrt, asin=math.asin, acos=math.acos, pi=math.pi,
-                               one=1.0, zero=0.0, eps=2.0 ** -53)
+_NS_NP = types.SimpleNamespace(sqrt=math.sqrt, asin=math.asin, acos=math.acos, sin=math.sin, cos=math.cos,
+                               pi=math.pi, one=1.0, zero=0.0, eps=2.0 ** -53)
 
 
 def _ns_mp():
-    return types.SimpleNamespace(sqrt=mpmath.sqrt, asin=mpmath.asin, acos=mpmath.acos,
-                                 pi=+mpmath.pi, one=mpmath.mpf(1), zero=mpmath.mpf(0),
+    return types.SimpleNamespace(sqrt=mpmath.sqrt, asin=mpmath.asin, acos=mpmath.acos, sin=mpmath.sin,
+                                 cos=mpmath.cos, pi=+mpmath.pi, one=mpmath.mpf(1), zero=mpmath.mpf(0),
                                  eps=mpmath.eps)
 
 

@@ -695,3 +695,13 @@ def test_memory_estimate_respects_an_address_space_limit():
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert p.returncode == 2, p.stderr
     assert p.stderr.count("\n") == 1 and "GB" in p.stderr and "Traceback" not in p.stderr
+
+
+@pytest.mark.parametrize("s2, t", [(6058603487433741.0, 1.0), (1e18, 0.01), (1.0, 1e-10), (1e-3, 3.0)])
+def test_rerun_reproducer_relu_coefficients_near_full_correlation(s2, t):
+    # fuzz seed 2503047111: at s2 = 6e15 the copies' correlation rho rounds within 1e-16 of 1,
+    # and asin(rho) turned that rounding into a relative error of 2e-9 in mu_s^2 + mu_e^2
+    lo, hi = coefficients("relu", t, s2=s2), coefficients("relu", t, s2=s2, dps=40)
+    assert lo.mu_s**2 + lo.mu_e**2 == pytest.approx(lo.mustar**2, rel=1e-14)
+    for k in ("mu0", "mu1", "mustar", "mu_s", "mu_e"):
+        assert getattr(lo, k) == pytest.approx(float(getattr(hi, k)), rel=1e-14)
