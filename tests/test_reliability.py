@@ -705,3 +705,26 @@ def test_rerun_reproducer_relu_coefficients_near_full_correlation(s2, t):
     assert lo.mu_s**2 + lo.mu_e**2 == pytest.approx(lo.mustar**2, rel=1e-14)
     for k in ("mu0", "mu1", "mustar", "mu_s", "mu_e"):
         assert getattr(lo, k) == pytest.approx(float(getattr(hi, k)), rel=1e-14)
+
+
+def test_rerun_reproducer_ridge_below_rounding_is_the_ridgeless_limit():
+    # fuzz seed 2503047111: lam = 1e-300 made U/N + lam I singular in floating point (LinAlgError)
+    from rmtsolve import simulate_rf_dsm
+
+    assert cli.main(["simulate", "rf-dsm", "--psi-p", "2", "--lam", "1e-300", "--spectrum", "powerlaw:0",
+                     "--d", "2", "--seeds", "2", "--json"]) == 0
+    kw = dict(psi_n=0.5, psi_p=2.0, m=1, t=0.5, d=100, seeds=1)
+    ridgeless = simulate_rf_dsm(**kw, lam=0.0)
+    for lam in (1e-300, 1e-14):  # p > n: U has a kernel, which LU would fill with rounding / lam
+        r = simulate_rf_dsm(**kw, lam=lam)
+        assert r.test_error == pytest.approx(ridgeless.test_error, rel=1e-10)
+        assert 0 <= r.train_error < 1e-20
+
+
+def test_generation_with_a_ridge_below_rounding_is_finite_and_the_small_ridge_limit():
+    from rmtsolve.rf_dsm.generate import generate_rf_dsm
+
+    kw = dict(psi_n=0.2, psi_p=3.0, m=10, d=20, K=10, steps=4, seeds=1, theory=False)
+    tiny, small = generate_rf_dsm(**kw, lam=1e-300), generate_rf_dsm(**kw, lam=1e-13)
+    assert math.isfinite(tiny.score_error_integral)
+    assert tiny.score_error_integral == pytest.approx(small.score_error_integral, rel=1e-6)

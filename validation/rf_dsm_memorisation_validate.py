@@ -2,6 +2,8 @@
 
     python validation/rf_dsm_memorisation_validate.py          # about 15 min on 2 cores
     python validation/rf_dsm_memorisation_validate.py --quick  # part A at d <= 200 only
+    python validation/rf_dsm_memorisation_validate.py --jobs 2 # simulations on a local Dask cluster
+                                                               # (--scheduler ADDRESS: an existing one)
 
 A. empirical_score_error, D E||s_A(y) - s_emp(y)||^2/d at fresh y with s_emp the exact score of
    the diffused training set.  The theory (derivation step 14) is its d -> inf limit, where one
@@ -25,17 +27,16 @@ C. Memorised fraction and the Gaussian-fit KL of generated samples (simulation o
    asymptotic theory) against psi_p at psi_n = 0.05, m = 50, with the theory's train error,
    gap and empirical-score error at t = 0.1 beside them (the data of the figure
    rf-dsm-memorisation).
-Results: validation/results/rf_dsm_memorisation.{json,md}; simulations cached in validation/cache/.
+Results: validation/results/rf_dsm_memorisation.{json,md}; each simulation is a task stored in
+validation/cache/ as it completes, so an interrupted run resumes.
 """
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import math
 import pathlib
 import sys
-import time
 
 import numpy as np
 from scipy import integrate, stats
@@ -46,9 +47,10 @@ sys.path.insert(0, str(ROOT.parent))
 from rmtsolve import rf_dsm, simulate_rf_dsm  # noqa: E402
 from rmtsolve.population import parse_spectrum  # noqa: E402
 from rmtsolve.rf_dsm.generate import generate_rf_dsm  # noqa: E402
-from _validate import extrapolate  # noqa: E402
+from _validate import Tasks, add_scaleout_flags, extrapolate  # noqa: E402
 
 RESULTS, CACHE = ROOT / "results", ROOT / "cache"
+TASKS = Tasks(CACHE)  # reads the stored results (main runs the missing tasks first)
 REL_TOL, N_SE = 0.01, 3.0
 ESE_POINTS = [
     dict(psi_n=1.0, psi_p=2.0, m=1, t=0.5, lam=1e-3, activation="relu"),
@@ -61,21 +63,44 @@ ESE_POINTS = [
 ESE_SEEDS = {100: 8, 200: 6, 400: 4, 800: 2, 1600: 2}
 GEN_POINTS = [dict(psi_n=1.0, psi_p=2.0, m=3, lam=1e-2), dict(psi_n=0.5, psi_p=4.0, m=1, lam=1e-3)]
 GEN_GRID = dict(t0=0.05, T=4.0, steps=40)
+GEN_DIMS = ((100, 6), (200, 4), (400, 2))
 MEM = dict(psi_n=0.05, m=50, lam=1e-4, d=100, K=500, seeds=3)
 MEM_PSI_P = [1.0, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0, 20.0]
 
 
-def cached(tag, fn, **kw):
-    CACHE.mkdir(exist_ok=True)
-    key = tag + json.dumps(kw, sort_keys=True, default=str)
-    path = CACHE / ("mem_" + hashlib.sha1(key.encode()).hexdigest()[:16] + ".json")
-    if path.exists():
-        return json.loads(path.read_text())
-    t0 = time.perf_counter()
-    data = fn(**kw)
-    data["seconds"] = time.perf_counter() - t0
-    path.write_text(json.dumps(data, default=float))
-    return data
+def key(tag, **kw) -> str:
+    return tag + json.dumps(kw, sort_keys=True, default=str)
+
+
+def ese_task(**kw) -> dict:
+    s = simulate_rf_dsm(**kw)
+    return {"ese": s.empirical_score_error, "se": s.empirical_score_error_stderr,
+            "ind": s.empirical_score_error_independent, "ind_se": s.empirical_score_error_independent_stderr}
+
+
+def sei_task(**kw) -> dict:
+    g = generate_rf_dsm(**kw, theory=False)
+    return {"integral": g.score_error_integral, "se": g.score_error_integral_stderr}
+
+
+def mem_task(**kw) -> dict:
+    g = generate_rf_dsm(**kw, theory=False)
+    return {"mem_sde": g.memorized_fraction["sde"], "mem_ode": g.memorized_fraction["ode"],
+            "mem_sde_se": g.memorized_fraction_stderr["sde"], "mem_ode_se": g.memorized_fraction_stderr["ode"],
+            "kl_sde": g.generated_kl_gaussian_fit["sde"], "kl_ode": g.generated_kl_gaussian_fit["ode"]}
+
+
+def task_lists(quick):
+    """(function, [(key, kwargs)]) of every simulation of parts A, B and C."""
+    a = [(key("ese2", **pt, d=d, seeds=ESE_SEEDS[d], seed=97), dict(pt, d=d, seeds=ESE_SEEDS[d], seed=97))
+         for pt in ESE_POINTS for d in ([100, 200] if quick else ESE_SEEDS)]
+    if quick:
+        return [(ese_task, a)]
+    b = [(key("sei", **pt, **GEN_GRID, d=d, seeds=seeds, K=50, seed=5),
+          dict(pt, **GEN_GRID, d=d, seeds=seeds, K=50, seed=5))
+         for pt in GEN_POINTS for d, seeds in GEN_DIMS]
+    c = [(key("mem", psi_p=pp, **MEM, seed=11), dict(psi_p=pp, **MEM, seed=11)) for pp in MEM_PSI_P]
+    return [(ese_task, a), (sei_task, b), (mem_task, c)]
 
 
 def emax(n: int) -> float:
@@ -116,12 +141,7 @@ def part_a(quick):
         row = dict(pt, spectrum=str(spec), tau=pt.get("tau"), theory=th)
         devs, ses, used_d = [], [], []
         for d in dims:
-            def sim(**kw):
-                s = simulate_rf_dsm(**kw)
-                return {"ese": s.empirical_score_error, "se": s.empirical_score_error_stderr,
-                        "ind": s.empirical_score_error_independent,
-                        "ind_se": s.empirical_score_error_independent_stderr}
-            s = cached("ese2", sim, **pt, d=d, seeds=ESE_SEEDS[d], seed=97)
+            s = TASKS.load(key("ese2", **pt, d=d, seeds=ESE_SEEDS[d], seed=97))
             n = max(1, round(pt["psi_n"] * d))
             ind_se = s["ind_se"] if np.isfinite(s["ind_se"]) else abs(s["ind"]) * 1e-3
             row[f"sim_d{d}"], row[f"se_d{d}"] = s["ese"], s["se"]
@@ -156,11 +176,8 @@ def part_b():
         th = float(np.trapezoid(np.asarray(th_curve) / -np.expm1(-2 * times), times))
         row = dict(pt, theory_same_grid=th)
         ds, devs, ses = [], [], []
-        for d, seeds in ((100, 6), (200, 4), (400, 2)):
-            def gen(**kw):
-                g = generate_rf_dsm(**kw, theory=False)
-                return {"integral": g.score_error_integral, "se": g.score_error_integral_stderr}
-            g = cached("sei", gen, **pt, **GEN_GRID, d=d, seeds=seeds, K=50, seed=5)
+        for d, seeds in GEN_DIMS:
+            g = TASKS.load(key("sei", **pt, **GEN_GRID, d=d, seeds=seeds, K=50, seed=5))
             row[f"sim_d{d}"], row[f"se_d{d}"] = g["integral"], g["se"]
             ds.append(d), devs.append(g["integral"] - th), ses.append(max(g["se"], 1e-6))
         a, se_a = extrapolate(ds, devs, ses)
@@ -176,14 +193,9 @@ def part_b():
 def part_c():
     rows = []
     for pp in MEM_PSI_P:
-        def gen(**kw):
-            g = generate_rf_dsm(**kw, theory=False)
-            return {"mem_sde": g.memorized_fraction["sde"], "mem_ode": g.memorized_fraction["ode"],
-                    "mem_sde_se": g.memorized_fraction_stderr["sde"], "mem_ode_se": g.memorized_fraction_stderr["ode"],
-                    "kl_sde": g.generated_kl_gaussian_fit["sde"], "kl_ode": g.generated_kl_gaussian_fit["ode"]}
-        g = cached("mem", gen, psi_p=pp, **MEM, seed=11)
+        g = TASKS.load(key("mem", psi_p=pp, **MEM, seed=11))
         th = rf_dsm(psi_n=MEM["psi_n"], psi_p=pp, m=MEM["m"], t=0.1, lam=MEM["lam"])
-        rows.append(dict(psi_p=pp, **{k: v for k, v in g.items() if k != "seconds"},
+        rows.append(dict(psi_p=pp, **{k: v for k, v in g.items() if k != "key"},
                          train_t01=float(th.train_error), gap_t01=float(th.gap),
                          empirical_t01=float(th.empirical_score_error), test_t01=float(th.test_error)))
         print("C", rows[-1], flush=True)
@@ -252,7 +264,11 @@ def write(a_rows, b_rows, c_rows, quick):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true")
+    add_scaleout_flags(ap)
     a = ap.parse_args(argv)
+    with Tasks(CACHE, a.jobs, a.scheduler) as tasks:
+        for fn, todo in task_lists(a.quick):
+            tasks.run(fn, todo)
     a_rows = part_a(a.quick)
     b_rows, c_rows = ([], []) if a.quick else (part_b(), part_c())
     ok = write(a_rows, b_rows, c_rows, a.quick)

@@ -34,6 +34,7 @@ from .._results import ShortRepr
 from .._resources import check_memory
 from ..errors import ParameterError, check_integer, check_scalar
 from .equations import rf_dsm_spectrum
+from .sim import ridge_solve
 from .solver import PSI_MAX, T_MAX
 
 
@@ -138,9 +139,9 @@ def _one_seed(rng, act, d, n, p, m, lam, K, ell, times, n_test, empirical_score)
         N = n * m
         Zf = Z.reshape(N, d)
         if N < p:  # push-through: (F^T F/N + lam)^{-1} F^T = F^T (F F^T/N + lam)^{-1}, an N x N solve
-            Bt = -F.T @ np.linalg.solve(F @ F.T / N + lam * np.eye(N), Zf / N)
+            Bt = -F.T @ ridge_solve(F @ F.T / N, Zf / N, lam, terms=p)
         else:
-            Bt = -np.linalg.solve(F.T @ F / N + lam * np.eye(p), F.T @ Zf / N)
+            Bt = -ridge_solve(F.T @ F / N, F.T @ Zf / N, lam, terms=N)
         B.append(Bt)
         z = rng.standard_normal((n_test, d))
         y = a * rng.standard_normal((n_test, d)) * sq + sD * z

@@ -27,6 +27,9 @@ from .solver import PSI_MAX, PSI_MIN, T_MAX
 
 _CHUNK_BYTES = 256 * 2**20  # feature-chunk budget
 _EPS = float(np.finfo(float).eps)
+# LU for the ridge when lam >= this x tr(U/N) >= this x the largest eigenvalue: its rounding
+# along U's kernel, eps lambda_max / lam, then stays below 1e-8 relative
+_SOLVE_RIDGE = 1e8 * _EPS
 
 
 @dataclasses.dataclass(frozen=True, repr=False)
@@ -227,19 +230,7 @@ def _one_seed(rng, act, d, n, p, m, t, lam, n_test, tau, sqrt_ell, be):
         U += F.T @ F
         PZ += F.T @ z
         zz += float(xp.sum(z * z))
-    if tau is not None:
-        # Gradient flow from B = 0: B^T = -f(U/N) Phi^T Z/N, f(s) = (1 - e^{-tau (s + lam)})/(s + lam).
-        ev, V = xp.linalg.eigh(U / N)
-        # Phi^T Z lies in the range of U: along its (numerical) kernel the gradient vanishes
-        # exactly, so the flow never moves there; rounding noise there, times f ~ tau, would
-        # blow up when lam = 0 and tau is large
-        kernel = ev <= max(p, N) * _EPS * float(xp.max(ev))
-        s_l = xp.where(kernel, 0.0, ev) + lam
-        f = xp.where(s_l > 0, -xp.expm1(-tau * s_l) / xp.where(s_l > 0, s_l, 1.0), tau)
-        coef = xp.where(kernel[:, None], 0.0, V.T @ (PZ / N))
-        Bt = -V @ (f[:, None] * coef)
-        train = (float(xp.sum(Bt * (U @ Bt))) + 2 * float(xp.sum(Bt * PZ)) + zz) / (N * d)
-    elif lam == 0:
+    if lam == 0 and tau is None:
         # Ridgeless: the minimum-norm least-squares solution (on the host: lstsq is not in the
         # array API, and this branch is limited to a few GiB anyway).
         F, Zm = (np.concatenate([be.to_numpy(b) for b in blocks]) for blocks in (Phi, Z))
@@ -247,7 +238,11 @@ def _one_seed(rng, act, d, n, p, m, t, lam, n_test, tau, sqrt_ell, be):
         train = float(np.sum((F @ Bt + Zm) ** 2)) / (N * d)
         Bt = be.asarray(Bt)
     else:
-        Bt = -xp.linalg.solve(U / N + lam * be.asarray(np.eye(p)), PZ / N)  # B^T, p x d
+        # Gradient flow from B = 0: B^T = -f(U/N) Phi^T Z/N, f(s) = (1 - e^{-tau (s + lam)})/(s + lam);
+        # the ridge is its tau -> inf limit
+        flow = None if tau is None else (lambda s_l: xp.where(
+            s_l > 0, -xp.expm1(-tau * s_l) / xp.where(s_l > 0, s_l, 1.0), tau))
+        Bt = -ridge_solve(U / N, PZ / N, lam, xp=xp, terms=N, f=flow)  # B^T, p x d
         # ||Phi B^T + Z||^2 from the accumulated moments (Phi is never stored).
         train = (float(xp.sum(Bt * (U @ Bt))) + 2 * float(xp.sum(Bt * PZ)) + zz) / (N * d)
     acc, emp, ind = be.zeros(d), 0.0, 0.0
@@ -269,6 +264,28 @@ def _one_seed(rng, act, d, n, p, m, t, lam, n_test, tau, sqrt_ell, be):
     # where the features interpolate
     return (float(xp.sum(acc)) / (n_test * d), max(train, 0.0), be.to_numpy(acc) / n_test, emp / (n_test * d),
             ind / (n_test * d))
+
+
+def ridge_solve(G, R, lam, *, xp=np, terms=None, f=None):
+    """(G + lam I)^{-1} R for a symmetric positive semi-definite G, or f(G + lam I) R.
+
+    G is a Gram matrix (a sum of ``terms`` outer products, default its size) and R lies in its
+    range (Phi^T Z against Phi^T Phi), or the result is multiplied by a matrix whose rows do
+    (F^T (F F^T + lam)^{-1} Z): either way the exact result has no component along G's kernel.
+    LU is used while lam is well above G's rounding; below, LU would amplify the rounding of R
+    along the kernel by 1/lam (or find G + lam I singular), so the solve goes through G's
+    eigenbasis with the numerical kernel left out -- as does f (a function of the shifted
+    eigenvalues, e.g. a gradient flow's (1 - e^{-tau s})/s, which needs the eigenbasis anyway).
+    ``xp`` is the array namespace of G and R.
+    """
+    trace = xp.linalg.trace(G) if hasattr(xp.linalg, "trace") else np.trace(G)  # numpy < 2: no linalg.trace
+    if f is None and lam >= _SOLVE_RIDGE * float(trace):
+        return xp.linalg.solve(G + lam * xp.eye(G.shape[0], dtype=G.dtype), R)
+    ev, V = xp.linalg.eigh(G)
+    kernel = ev <= max(G.shape[0], terms or 0) * _EPS * float(xp.max(ev))
+    s_l = xp.where(kernel, 0.0, ev) + lam
+    coef = xp.where(kernel[:, None], 0.0, V.T @ R)
+    return V @ ((f or (lambda s: 1 / s))(s_l)[:, None] * coef)
 
 
 def empirical_score(y, X, t, *, xp=np):
