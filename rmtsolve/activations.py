@@ -303,7 +303,10 @@ def _expression_kinks(expr, x) -> tuple:
         if x not in arg.free_symbols:
             continue
         try:
-            sol = sp.solveset(arg, x, window)
+            # sympy's exact roots of a polynomial above degree 4, or of one with coefficients of
+            # many digits (8.876e-56 is read as an exact rational), are algebraic numbers whose
+            # minimal polynomials it may factor for minutes: scan instead
+            sol = None if _hard_for_sympy(arg, x) else sp.solveset(arg, x, window)
         except Exception:  # sympy cannot solve every equation; fall back to a scan
             sol = None
         if isinstance(sol, sp.FiniteSet):
@@ -312,6 +315,18 @@ def _expression_kinks(expr, x) -> tuple:
             points |= {_ScannedRoot(r, arg, x) for r in _scan_roots(sp.lambdify(x, arg, modules=["scipy", "numpy"]))}
     unique = {float(p_): p_ for p_ in sorted(points, key=float)}  # exact 0 and a scanned 0.0 are one kink
     return tuple(unique.values())
+
+
+def _hard_for_sympy(arg, x) -> bool:
+    """Whether the numerator of ``arg`` over a common denominator is a polynomial in x of degree
+    above 4, or ``arg`` holds a number of more than 12 digits (a decimal like 8.876e-56, read as
+    an exact rational)."""
+    import sympy as sp
+
+    if any(max(abs(r.p), r.q) > 10**12 for r in arg.atoms(sp.Rational)) or arg.atoms(sp.Float):
+        return True
+    num = sp.fraction(sp.together(arg))[0]
+    return bool(num.is_polynomial(x)) and sp.degree(num, x) > 4
 
 
 class _ScannedRoot:

@@ -728,3 +728,16 @@ def test_generation_with_a_ridge_below_rounding_is_finite_and_the_small_ridge_li
     tiny, small = generate_rf_dsm(**kw, lam=1e-300), generate_rf_dsm(**kw, lam=1e-13)
     assert math.isfinite(tiny.score_error_integral)
     assert tiny.score_error_integral == pytest.approx(small.score_error_integral, rel=1e-6)
+
+
+def test_rerun_reproducer_kinks_of_many_digit_coefficients_do_not_stall_sympy():
+    # fuzz seed 434832764: solveset factored minimal polynomials of 8.876e-56 (an exact rational
+    # of 60 digits) for minutes; such kinks are scanned, and the non-integrable pole is refused
+    start = time.perf_counter()
+    with pytest.raises(ConvergenceError):
+        coefficients("Min(((-8.876e-56 + x))**-3, Min((x)**5, x))", 1.0)
+    assert time.perf_counter() - start < 10
+    from rmtsolve import resolve_activation
+
+    assert resolve_activation("Max(x**5, x)").kinks == pytest.approx((-1.0, 0.0, 1.0), abs=1e-14)
+    assert resolve_activation("Abs(x - 1/3)").kinks == (1 / 3,)  # exact kinks stay exact
