@@ -604,17 +604,22 @@ def build() -> Module:
     # with tau given, log E = -tau (m + lam) is formed inside (shared with 1/(m + lam))
     # with tau given, E = exp(-tau (m + lam)) and expm1(log E) from one complex expm1:
     # with e = expm1(-tau abar z) and the per-step e0 = expm1(-tau q), q = lam + 1 - abar,
-    # E = (1 + e0)(1 + e) and expm1(a + b) = e0 + e + e0 e (no cancellation)
+    # E = E0 (1 + e) with E0 = exp(-tau q) itself (1 + e0 would round to 0 where tau q is
+    # large, and at c = 0 the step a_t is E0 times a factor: mpmath represents exp(-1e8)) and
+    # expm1(a + b) = e0 + e + e0 e (no cancellation)
     q_ = lam + om
     e_z, e_0 = expm1(-tau * abar * z), expm1(-tau * q_)
-    E_z, E1_z = (1 + e_0) * (1 + e_z), e_0 + e_z + e_0 * e_z
+    E0 = sp.exp(-tau * q_)
+    E_z, E1_z = E0 * (1 + e_z), e_0 + e_z + e_0 * e_z
     assert _zero(E_z.rewrite(sp.exp) - sp.exp(-tau * (abar * z + q_)))
     assert _zero(E1_z.rewrite(sp.exp) - sp.exp(-tau * (abar * z + q_)) + 1)
     k_delta = beta * k_step * recip(q_)
-    da_z = ((abar * z * (1 - sp.exp(-tau * q_)) + q_ * sp.exp(-tau * q_) * expm1(-tau * abar * z))
-            * inv.subs(c, z) * k_delta)
+    da_exp = ((abar * z * (1 - sp.exp(-tau * q_)) + q_ * sp.exp(-tau * q_) * expm1(-tau * abar * z))
+              * inv.subs(c, z) * k_delta)
+    da_z = (abar * z * -e_0 + q_ * E0 * e_z) * inv.subs(c, z) * k_delta  # 1 - E0 = -e0
     da_zc = abar * z * inv.subs(c, z) * k_delta
-    assert _zero(da_z.rewrite(sp.Pow) - delta_a.subs(c, z))
+    assert _zero(da_exp.rewrite(sp.Pow) - delta_a.subs(c, z))
+    assert _zero((da_z - da_exp).rewrite(sp.exp))
     assert _zero(da_zc.rewrite(sp.Pow) - delta_a_conv.subs(c, z))
     fns = [
         Function("schedule_beta", (t, T, bmin, bmax), (beta_t,), "beta_t of the linear DDPM schedule."),
@@ -628,7 +633,7 @@ def build() -> Module:
         # which overflows for eigenvalues near 1e250 where (x y)^2 does not)
         Function("step_terms_z", (z, abar, om, omp, beta, lam, tau),
                  tuple(x.subs({expm1(log_e): E1_z}).subs({E: E_z}) for x in (a_z, q_z, w_z))
-                 + (da_z.subs(sp.exp(-tau * q_), 1 + e_0),),
+                 + (da_z,),
                  "(a_t, q_t, W_t, a_t(z) - a_t(0)) at complex z (contour integrals; also real c), "
                  "sharing 1/(m + lam)."),
         Function("step_terms_z_conv", (z, abar, om, omp, beta, lam), (a_zc, q_zc, w_zc, da_zc),

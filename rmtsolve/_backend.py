@@ -68,11 +68,22 @@ def _gmpy_expm1(w):
     return gmpy2.mpc(gmpy2.expm1(x) * gmpy2.cos(y) - 2 * s * s, gmpy2.exp(x) * gmpy2.sin(y))
 
 
+def gmpy_context():
+    """A gmpy2 context at mpmath's working precision that raises (an ArithmeticError) where a
+    result would leave MPFR's exponent range (about 10^(+-3e8)), instead of rounding it to 0
+    or inf as mpmath, whose exponents are unbounded, would not."""
+    import gmpy2
+
+    ctx = gmpy2.get_context().copy()
+    ctx.precision = mpmath.mp.prec
+    ctx.trap_underflow = ctx.trap_overflow = True
+    return ctx
+
+
 def gmpy_namespace() -> types.SimpleNamespace:
     """Namespace of elementwise gmpy2 functions for generated code on object arrays.
 
-    Use inside ``gmpy2.context(gmpy2.get_context(), precision=mpmath.mp.prec)`` on arrays
-    made by :func:`to_gmpy`.
+    Use inside :func:`gmpy_context` on arrays made by :func:`to_gmpy`.
     """
     import gmpy2
 
@@ -123,7 +134,8 @@ def _one_from_gmpy(v):
 def to_gmpy(x):
     """mpmath numbers (scalar or object array) as gmpy2 mpfr/mpc, exactly.
 
-    Call inside a gmpy2 context of at least mpmath's working precision.
+    Call inside :func:`gmpy_context`; a number beyond MPFR's exponent range raises an
+    ArithmeticError (OverflowError or gmpy2's range errors).
     """
     if np.ndim(x) == 0:
         return _one_to_gmpy(x.item() if isinstance(x, np.ndarray) else x)

@@ -70,12 +70,13 @@ Numerics
 * ``dps``: the same algorithm in mpmath at ``dps + 10`` working digits on numpy object
   arrays (direct products instead of log space, large matrix products in exact integer
   arithmetic); inputs are taken as the decimals their shortest ``repr`` names and outputs
-  are mpmath numbers rounded to ``dps`` digits.  Its cost grows with ``T`` times the number
-  of contour nodes (a few seconds per point for ``T = 100``, about ten times that for the
-  default ``T = 1000``), and with the number of distinct eigenvalues.  Not available: the
-  continuum power law (``d=None``: about a thousand population atoms at 30 digits, minutes
-  per point; pass ``d``) and contours of more than 2000 nodes (within about 1e-13 of the hard
-  edge, or spectra spanning tens of decades): :class:`ParameterError`.
+  are mpmath numbers rounded to ``dps`` digits; the per-step recursions and the node-pair
+  kernels run in gmpy2.  Its cost grows with ``T`` times the number of contour nodes, with the
+  square of that number for finite ``d`` (the two-resolvent term), and with the number of
+  distinct eigenvalues.  Not available: the continuum power law (``d=None``: about a thousand
+  population atoms at 30 digits, minutes per point; pass ``d``) and contours of more than
+  2000 nodes, or 600 with finite ``d`` (near the hard edge, or spectra spanning tens of
+  decades): :class:`ParameterError`.
 """
 from __future__ import annotations
 
@@ -88,7 +89,7 @@ import mpmath
 import numpy as np
 from mpmath import libmp
 
-from ._backend import NUMPY, check_dps, from_gmpy, gmpy_namespace, mp_namespace, to_gmpy
+from ._backend import NUMPY, check_dps, from_gmpy, gmpy_context, gmpy_namespace, mp_namespace, to_gmpy
 from ._generated import ldm as _eq
 from ._resources import check_memory
 from ._results import GridResult
@@ -104,6 +105,9 @@ _NEWTON_TOL = 1e-13
 _FLOOR_LOG = math.log(1e-36)  # contour floor / lambda_min in double precision
 _EIG_RANGE = (1e-250, 1e250, 1e250)  # allowed eigenvalues and max/min ratio
 _MP_MAX_NODES = 2000  # dps: contours longer than this (hard edge) would take hours
+# dps with finite d: the two-resolvent term pairs every node with every other; beyond this the
+# K^2 pairs at working precision take minutes (442 nodes: 8 s of a 14 s point here)
+_MP_MAX_PAIR_NODES = 600
 _BLOCK = 1 << 14  # double precision: entries per block of (steps x nodes) maps (cache-sized:
 # blocks of a few MB run several times slower, allocation and memory traffic dominating)
 
@@ -196,9 +200,7 @@ class _Backend:
         in gmpy2 at mpmath's working precision (several times faster than mpmath objects)."""
         if not self.mp:
             return fn(*args, _f=self.f)
-        import gmpy2
-
-        with gmpy2.context(gmpy2.get_context(), precision=mpmath.mp.prec):
+        with gmpy_context():
             return from_gmpy(fn(*(to_gmpy(np.asarray(x, dtype=object)) for x in args), _f=gmpy_namespace()))
 
     def exp_or_inf(self, x):
@@ -464,10 +466,20 @@ def _delta_maps_mp(B: _Backend, z, sch: Schedule, lam, tau, a0, W):
     The T steps at every node are the cost of a high-precision solve, so they run in gmpy2 at
     mpmath's working precision (:func:`rmtsolve._backend.to_gmpy`); the sums come back exactly.
     """
+    T = len(sch.beta)
+    try:
+        return _delta_maps_gmpy(B, z, sch, lam, tau, a0, W, T)
+    except ArithmeticError:  # gmpy2's exponent range (OverflowError, gmpy2.RangeError)
+        raise ParameterError("tau, dps", "such that tau (abar c + 1 - abar + lam) stays below about 7e8 with "
+                             "dps (exp(-tau (m + lam)) leaves the working precision's exponent range)",
+                             float(tau)) from None
+
+
+def _delta_maps_gmpy(B: _Backend, z, sch: Schedule, lam, tau, a0, W, T):
+    """The loop of :func:`_delta_maps_mp` in gmpy2."""
     import gmpy2
 
-    T = len(sch.beta)
-    with gmpy2.context(gmpy2.get_context(), precision=mpmath.mp.prec):
+    with gmpy_context():
         G = types.SimpleNamespace(f=gmpy_namespace(), wrap=lambda x: np.array(x, dtype=object))
         zg, a0g, Wg = to_gmpy(z), to_gmpy(a0), None if W is None else to_gmpy(W)
         sg = Schedule(*(to_gmpy(x) for x in (sch.beta, sch.abar, sch.om, sch.omp)))
@@ -650,10 +662,11 @@ def _spectra(B: _Backend, pop: Population, points: list, d: int | None):
                              -ih * half * vw[::-1]])
         paths.append((np.concatenate([up, left, down]), dw))
     K = max(p[0].size for p in paths)
-    if B.mp and K > _MP_MAX_NODES:
+    cap = _MP_MAX_NODES if d is None else _MP_MAX_PAIR_NODES
+    if B.mp and K > cap:
         worst = points[max(range(len(paths)), key=lambda i: paths[i][0].size)]
         raise ParameterError("n_over_d, spectrum, dps", "such that the contour needs at most "
-                             f"{_MP_MAX_NODES} nodes with dps (this point: {K}); it spans "
+                             f"{cap} nodes with dps{'' if d is None else ' and d'} (this point: {K}); it spans "
                              "lambda_min (1 - sqrt(gamma))^2 .. lambda_max (1 + sqrt(gamma))^2, so "
                              "keep gamma = d/N (finite d: d/(N-1)) away from the hard edge 1 and "
                              "the spectrum within a few decades", float(worst[0]))

@@ -741,3 +741,28 @@ def test_rerun_reproducer_kinks_of_many_digit_coefficients_do_not_stall_sympy():
 
     assert resolve_activation("Max(x**5, x)").kinks == pytest.approx((-1.0, 0.0, 1.0), abs=1e-14)
     assert resolve_activation("Abs(x - 1/3)").kinks == (1 / 3,)  # exact kinks stay exact
+
+
+def test_rerun_reproducers_fuzz_seed_434832764_ldm_and_linear_features():
+    # a finite-d contour of 1662 nodes (d = 1, N = 2: the hard edge) at dps paired every node
+    # with every other for minutes: refused beyond 600 nodes with finite d
+    start = time.perf_counter()
+    with pytest.raises(ParameterError) as e:
+        ldm(n_over_d=2.0, lam=1.0, tau=1.0, T=6, beta_min=1e-5, beta_max=1e-3, d=1, dps=16)
+    assert "600 nodes" in str(e.value) and time.perf_counter() - start < 10
+    # a large tau at dps: exp(-tau q) was formed as 1 + expm1(-tau q) = 0, so the kernel's step
+    # vanished (KL(gen || data) = inf, KL(data || gen) = 0); now exp itself, as in double precision
+    lo, hi = ldm(n_over_d=0.7945, tau=1e5, T=1), ldm(n_over_d=0.7945, tau=1e5, T=1, dps=27)
+    assert float(hi.kl_gen_data_per_dim) == pytest.approx(float(lo.kl_gen_data_per_dim), rel=1e-10)
+    assert lo.kl_data_gen_per_dim == math.inf  # beyond double range; finite at dps
+    big = hi.kl_data_gen_per_dim.item()
+    assert mpmath.isfinite(big) and mpmath.log(big) > 1000
+    with pytest.raises(ParameterError) as e:  # beyond gmpy2's exponent range: refused, not rounded
+        ldm(n_over_d=0.7945, tau=1e100, T=1, dps=27)
+    assert e.value.name == "tau, dps"
+    # linear features at lam = 0 diverge at n m = d when p > d (their span has dimension d)
+    with pytest.raises(ParameterError) as e:
+        rf_dsm(psi_n=1.0, psi_p=40710.0, m=1, t=0.5, lam=0.0, activation="linear")
+    assert e.value.name == "lam" and "linear" in str(e.value)
+    r = rf_dsm(psi_n=[1.0, 0.5], psi_p=2.0, m=1, t=0.5, lam=0.0, activation="linear", on_error="nan")
+    assert list(r.converged) == [False, True] and np.isfinite(r.test_error[1])

@@ -537,16 +537,17 @@ def denoiser_terms(c, abar, om, lam, log_e, *, _f):
 def step_terms_z(z, abar, om, omp, beta, lam, tau, *, _f):
     """(a_t, q_t, W_t, a_t(z) - a_t(0)) at complex z (contour integrals; also real c), sharing 1/(m + lam)."""
     _x0 = beta - 1
-    _x1 = lam + om
+    _x1 = abar*z
     _x2 = _f.expm1(-_x1*tau)
-    _x3 = _x2 + 1
-    _x4 = abar*z
-    _x5 = _f.expm1(-_x4*tau)
-    _x6 = _x3*(_x5 + 1)
-    _x7 = _x4 + lam
-    _x8 = (1/(_x1 + _x4))
+    _x3 = lam + om
+    _x4 = -_x3*tau
+    _x5 = _f.exp(_x4)
+    _x6 = _x5*(_x2 + 1)
+    _x7 = _x1 + lam
+    _x8 = (1/(_x1 + _x3))
     _x9 = _x8*(1/(_f.sqrt(-_x0)))
-    return _x9*(-_x0*omp + _x6*beta + _x7), _x8*(_x6*om + _x7), -_x8*_f.sqrt(om)*(_x2*_x5 + _x2 + _x5), -_x9*beta*(-_x1*_x3*_x5 + _x2*_x4)*(1/(_x1))
+    _x10 = _f.expm1(_x4)
+    return _x9*(-_x0*omp + _x6*beta + _x7), _x8*(_x6*om + _x7), -_x8*_f.sqrt(om)*(_x10*_x2 + _x10 + _x2), -_x9*beta*(_x1*_x10 - _x2*_x3*_x5)*(1/(_x3))
 
 
 def step_terms_z_conv(z, abar, om, omp, beta, lam, *, _f):

@@ -210,9 +210,10 @@ def rf_dsm(*, psi_n, psi_p, m, t, lam, activation="relu", tau=None, dps=None,
                              math.inf)
     params = dict(psi_n=psi_n, psi_p=psi_p, m=m_b, t=t, lam=lam,
                   activation=co[0].activation if co else str(activation), spectrum=spec.label, s2=spec.s2)
+    linear = mus2 + mue2 == 0
     if on_error == "raise":
-        check_ridgeless(psi_n, psi_p, iota, lam)
-    failed = _divergent(psi_n, psi_p, iota, lam)
+        check_ridgeless(psi_n, psi_p, iota, lam, linear)
+    failed = _divergent(psi_n, psi_p, iota, lam, linear)
     lam_min = lam_floor(1.0 + mu1**2 * max(spec.s2, 1.0) + mus2 + mue2, None)
     full = (psi_n, psi_p, iota, t, np.maximum(lam, lam_min), mu1, mus2, mue2)
     sel = np.flatnonzero(~failed.ravel())
@@ -319,11 +320,14 @@ def _solve_kernel_points(system, args, tau, on_error, *, coeff_mp, dps, raw):
     return out | dict(res=worst, its=total, failed=failed)
 
 
-def _divergent(psi_n, psi_p, iota, lam):
-    """Ridgeless points at the interpolation threshold p = n m (finite m)."""
+def _divergent(psi_n, psi_p, iota, lam, linear=False):
+    """Ridgeless points at the interpolation threshold p = n m (finite m), and for linear
+    features (mu_* = 0, spanning min(p, d) dimensions) also at n m = d when p > d."""
     with np.errstate(divide="ignore"):
         m = np.where(iota > 0, 1 / np.where(iota > 0, iota, 1), np.inf)
-    return (lam == 0) & np.isfinite(m) & np.isclose(psi_p, psi_n * m, rtol=1e-9, atol=0)
+    ridgeless = (lam == 0) & np.isfinite(m)
+    return ridgeless & (np.isclose(psi_p, psi_n * m, rtol=1e-9, atol=0)
+                        | (linear & (psi_p >= 1) & np.isclose(psi_n * m, 1.0, rtol=1e-9, atol=0)))
 
 
 def _mp_floors(system, t, dps):
@@ -397,13 +401,13 @@ def iota_of(m):
     return np.where(np.isinf(arr), 0.0, 1.0 / np.where(np.isinf(arr), 1.0, arr))
 
 
-def check_ridgeless(psi_n, psi_p, iota, lam):
-    """lam = 0 at the interpolation threshold p = n m (finite m) diverges."""
-    with np.errstate(divide="ignore"):
-        m = np.where(iota > 0, 1 / np.where(iota > 0, iota, 1), np.inf)
-    at_threshold = (lam == 0) & np.isfinite(m) & np.isclose(psi_p, psi_n * m, rtol=1e-9, atol=0)
-    if np.any(at_threshold):
+def check_ridgeless(psi_n, psi_p, iota, lam, linear=False):
+    """lam = 0 at an interpolation threshold (see :func:`_divergent`) diverges."""
+    if np.any(_divergent(psi_n, psi_p, iota, lam)):
         raise ParameterError("lam", "> 0 at p = n m (psi_p = m psi_n): the ridgeless test error diverges there", 0.0)
+    if np.any(_divergent(psi_n, psi_p, iota, lam, linear)):
+        raise ParameterError("lam", "> 0 at n m = d (m psi_n = 1) for linear features (mu_* = 0) with p >= d: "
+                             "the ridgeless test error diverges there", 0.0)
 
 
 class _Coef:
