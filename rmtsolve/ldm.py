@@ -105,6 +105,7 @@ _NEWTON_TOL = 1e-13
 _FLOOR_LOG = math.log(1e-36)  # contour floor / lambda_min in double precision
 _EIG_RANGE = (1e-250, 1e250, 1e250)  # allowed eigenvalues and max/min ratio
 _MP_MAX_NODES = 2000  # dps: contours longer than this (hard edge) would take hours
+_MEAN_MAX = 1e300  # double precision: mean_norm tr Sigma^-1/d above this overflows the KLs
 # dps with finite d: the two-resolvent term pairs every node with every other; beyond this the
 # K^2 pairs at working precision take minutes (442 nodes: 8 s of a 14 s point here)
 _MP_MAX_PAIR_NODES = 600
@@ -1091,6 +1092,12 @@ def ldm(*, n_over_d, spectrum="isotropic", lam=0.0, tau=None, T: int = 1000,
                              "continuum law at dps digits takes minutes per point)", pop.label)
     if on_error not in ("raise", "nan"):
         raise ParameterError("on_error", '"raise" or "nan"', on_error)
+    # the mean's share of the KLs is about mean_norm tr Sigma^-1 / (2 d) per dimension (d times
+    # that in total): beyond double range it would read inf (mpmath's exponents are unbounded)
+    worst = float(np.max(np.asarray(mean_norm, dtype=float))) * float(pop.weight @ (1 / pop.lam)) * (d or 1)
+    if dps is None and worst > _MEAN_MAX:
+        raise ParameterError("mean_norm, spectrum, d", f"such that mean_norm tr Sigma^-1 <= {_MEAN_MAX:g} "
+                             "in double precision (the KLs would overflow; pass dps)", worst)
     try:
         b = np.broadcast_arrays(*(np.asarray(x, dtype=float) for x in
                                   (n_over_d, lam, tau_arr, mean_norm, beta_min, beta_max)))

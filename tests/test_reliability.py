@@ -766,3 +766,12 @@ def test_rerun_reproducers_fuzz_seed_434832764_ldm_and_linear_features():
     assert e.value.name == "lam" and "linear" in str(e.value)
     r = rf_dsm(psi_n=[1.0, 0.5], psi_p=2.0, m=1, t=0.5, lam=0.0, activation="linear", on_error="nan")
     assert list(r.converged) == [False, True] and np.isfinite(r.test_error[1])
+
+
+def test_rerun_reproducer_ldm_mean_norm_beyond_double_range_is_refused():
+    # fuzz seed 121944013: mean_norm = 1.8e308 made the KLs inf
+    code, out, err, _ = run(*["ldm", "--spectrum", "powerlaw:0.3366", "--lam", "573.8", "--T", "1000",
+                              "--mean-norm", "1.7976931348623157e308", "--json"])
+    assert code == 2 and "mean_norm" in err and err.count("\n") == 1
+    r = ldm(n_over_d=2.0, spectrum="powerlaw:0.3366", lam=573.8, T=100, mean_norm=1e290)
+    assert math.isfinite(r.kl_gen_data_per_dim) and math.isfinite(r.kl_oracle_per_dim)
