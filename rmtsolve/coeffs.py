@@ -241,15 +241,26 @@ def _closed_relu(rho, omr, ns):
     return 1 / ns.sqrt(2 * ns.pi), ns.one / 2, mustar2, mu_s2, mu_e2
 
 
-def _closed_erf(rho, omr, ns, c=None):
-    """erf(a x) with c = 2a^2/(1 + 2a^2) (a = 1: c = 2/3): K(rho) = (2/pi) asin(c rho)."""
+def _asin_minus(x, omx, ns):
+    """asin(x) - x for 0 <= x <= 1 given omx = 1 - x exactly: the series at small x, and
+    pi/2 - 2 asin(sqrt(omx/2)) - x near 1 (a rounded x would cost sqrt(eps) there)."""
+    return _asin_minus_x(x, ns) if x <= 0.5 else ns.pi / 2 - 2 * ns.asin(ns.sqrt(omx / 2)) - x
+
+
+def _closed_erf(rho, omr, ns, c=None, omc=None):
+    """erf(a x) with c = 2a^2/(1 + 2a^2) (a = 1: c = 2/3): K(rho) = (2/pi) asin(c rho).
+
+    ``omc`` = 1 - c exactly (c is near 1 for a large preactivation variance), with omr = 1 - rho.
+    """
     a = 2 * ns.one / 3 if c is None else c
+    oma = ns.one / 3 if c is None else omc
     b = a * rho
-    mu_s2 = 2 / ns.pi * _asin_minus_x(b, ns)
+    omb = oma + omr - oma * omr                       # 1 - a rho
+    mu_s2 = 2 / ns.pi * _asin_minus(b, omb, ns)
     # asin(a) - asin(b) = asin((a^2 - b^2) / (a sqrt(1 - b^2) + b sqrt(1 - a^2)))
-    d = (a * omr) * (a + b) / (a * ns.sqrt(1 - b * b) + b * ns.sqrt(1 - a * a))
+    d = (a * omr) * (a + b) / (a * ns.sqrt(omb * (1 + b)) + b * ns.sqrt(oma * (1 + a)))
     mu_e2 = 2 / ns.pi * ns.asin(d) - 2 * a * omr / ns.pi
-    mustar2 = 2 / ns.pi * ns.asin(a) - 2 * a / ns.pi
+    mustar2 = 2 / ns.pi * _asin_minus(a, oma, ns)
     mu1 = 2 / ns.sqrt(3 * ns.pi) if c is None else ns.sqrt(2 * a / ns.pi)
     return ns.zero, mu1, mustar2, mu_s2, mu_e2
 
@@ -454,7 +465,7 @@ def _squares_var_np(act: Activation, t: float, s2: float):
         mu0, mu1, mustar2, mu_s2, mu_e2 = _variances(*_squares_rho_np(act, rho, omr, t))
         return mu0 * math.sqrt(v), mu1, mustar2 * v, mu_s2 * v, mu_e2 * v
     if act.key == "name:erf":
-        mu0, mu1, mustar2, mu_s2, mu_e2 = _closed_erf(rho, omr, _NS_NP, 2 * v / (1 + 2 * v))
+        mu0, mu1, mustar2, mu_s2, mu_e2 = _closed_erf(rho, omr, _NS_NP, 2 * v / (1 + 2 * v), 1 / (1 + 2 * v))
     else:
         mu0, mu1, mustar2, mu_s2, mu_e2 = _squares_rho_np(scaled_activation(act, v), rho, omr, t)
     return _variances(mu0, mu1 / math.sqrt(v), mustar2, mu_s2, mu_e2)
@@ -1289,7 +1300,7 @@ def _squares_var_mp(act: Activation, t, s2, dps: int):
             mu0, mu1, mustar2, mu_s2, mu_e2 = _squares_rho_mp(act, rho, omr, t, dps)
             return mu0 * mpmath.sqrt(v), mu1, mustar2 * v, mu_s2 * v, mu_e2 * v
         if act.key == "name:erf":
-            mu0, mu1, mustar2, mu_s2, mu_e2 = _closed_erf(rho, omr, _ns_mp(), 2 * v / (1 + 2 * v))
+            mu0, mu1, mustar2, mu_s2, mu_e2 = _closed_erf(rho, omr, _ns_mp(), 2 * v / (1 + 2 * v), 1 / (1 + 2 * v))
         else:
             with mpmath.workdps(wp + 10):
                 sv = mpmath.sqrt(v)

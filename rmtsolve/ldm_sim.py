@@ -208,6 +208,9 @@ def simulate_ldm(*, n_over_d: float, d: int, seeds: int, spectrum="isotropic", l
     if backend is not np and not (isinstance(backend, str) and backend.strip().lower() == "numpy"):
         raise ParameterError("backend", "numpy (the LDM simulator runs on numpy only)", backend)
     tau = float(tau_arr)
+    # validated real scalars (mpmath numbers included) as floats: the simulation is numpy's
+    n_over_d, lam, beta_min, beta_max, mean_norm = (float(v) for v in (n_over_d, lam, beta_min, beta_max,
+                                                                       mean_norm))
     N = _ldm.sample_size(n_over_d, d)
     _ldm.check_degenerate(N - 1, d, lam, tau, "N <= d + 1")
     # the data (N x d, twice), the d x d covariance and its eigenvectors, and per-step maps

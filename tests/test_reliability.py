@@ -775,3 +775,18 @@ def test_rerun_reproducer_ldm_mean_norm_beyond_double_range_is_refused():
     assert code == 2 and "mean_norm" in err and err.count("\n") == 1
     r = ldm(n_over_d=2.0, spectrum="powerlaw:0.3366", lam=573.8, T=100, mean_norm=1e290)
     assert math.isfinite(r.kl_gen_data_per_dim) and math.isfinite(r.kl_oracle_per_dim)
+
+
+def test_rerun_reproducers_fuzz_seed_46019879():
+    # erf at a huge preactivation variance (s2 = 2.3e16): c = 2v/(1 + 2v) and a rho near 1 lost
+    # sqrt(eps) in asin; now from 1 - c and 1 - a rho given exactly
+    lo, hi = coefficients("erf", 1.0, s2=2.312117298986472e16), coefficients("erf", 1.0, s2=2.312117298986472e16, dps=40)
+    assert lo.mu_s**2 + lo.mu_e**2 == pytest.approx(lo.mustar**2, rel=1e-14)
+    for k in ("mu1", "mustar", "mu_s", "mu_e"):
+        assert getattr(lo, k) == pytest.approx(float(getattr(hi, k)), rel=1e-14)
+    # an mpmath number for a simulation parameter reached numpy's log1p
+    from rmtsolve import simulate_ldm
+
+    r = simulate_ldm(n_over_d=0.4916, d=32, spectrum="isotropic", lam=1.147e-06, beta_max=mpmath.mpf("0.5"),
+                     T=74, seeds=2)
+    assert math.isfinite(r.kl_gen_data_per_dim)
