@@ -247,6 +247,22 @@ def _asin_minus(x, omx, ns):
     return _asin_minus_x(x, ns) if x <= 0.5 else ns.pi / 2 - 2 * ns.asin(ns.sqrt(omx / 2)) - x
 
 
+def _erf_e_series(a, rho, omr, ns):
+    """(asin a - a) - (asin(a rho) - a rho) = sum_{n>=1} alpha_n a^(2n+1) (1 - rho^(2n+1)) for
+    a <= 1/2, alpha_n = (2n)!/(4^n n!^2 (2n+1)): positive terms, 1 - rho^k from omr = 1 - rho."""
+    a2, term, total, n = a * a, a, a * 0, 0
+    log_rho = ns.log1p(-omr) if rho > 0.5 else None
+    while True:
+        n += 1
+        k = 2 * n + 1
+        term = term * a2 * (2 * n - 1) / (2 * n)
+        gap = -ns.expm1(k * log_rho) if log_rho is not None else 1 - rho**k
+        add = term / k * gap
+        total += add
+        if n > 1 and abs(add) <= ns.eps * abs(total):
+            return total
+
+
 def _closed_erf(rho, omr, ns, c=None, omc=None):
     """erf(a x) with c = 2a^2/(1 + 2a^2) (a = 1: c = 2/3): K(rho) = (2/pi) asin(c rho).
 
@@ -259,7 +275,10 @@ def _closed_erf(rho, omr, ns, c=None, omc=None):
     mu_s2 = 2 / ns.pi * _asin_minus(b, omb, ns)
     # asin(a) - asin(b) = asin((a^2 - b^2) / (a sqrt(1 - b^2) + b sqrt(1 - a^2)))
     d = (a * omr) * (a + b) / (a * ns.sqrt(omb * (1 + b)) + b * ns.sqrt(oma * (1 + a)))
-    mu_e2 = 2 / ns.pi * ns.asin(d) - 2 * a * omr / ns.pi
+    if a <= 0.5:  # there asin(d) - a omr cancels to O(a^2): sum the positive series instead
+        mu_e2 = 2 / ns.pi * _erf_e_series(a, rho, omr, ns)
+    else:
+        mu_e2 = 2 / ns.pi * ns.asin(d) - 2 * a * omr / ns.pi
     mustar2 = 2 / ns.pi * _asin_minus(a, oma, ns)
     mu1 = 2 / ns.sqrt(3 * ns.pi) if c is None else ns.sqrt(2 * a / ns.pi)
     return ns.zero, mu1, mustar2, mu_s2, mu_e2
@@ -283,13 +302,13 @@ _CLOSED_KERNEL = {
 }
 
 _NS_NP = types.SimpleNamespace(sqrt=math.sqrt, asin=math.asin, acos=math.acos, sin=math.sin, cos=math.cos,
-                               pi=math.pi, one=1.0, zero=0.0, eps=2.0 ** -53)
+                               log1p=math.log1p, expm1=math.expm1, pi=math.pi, one=1.0, zero=0.0, eps=2.0 ** -53)
 
 
 def _ns_mp():
     return types.SimpleNamespace(sqrt=mpmath.sqrt, asin=mpmath.asin, acos=mpmath.acos, sin=mpmath.sin,
-                                 cos=mpmath.cos, pi=+mpmath.pi, one=mpmath.mpf(1), zero=mpmath.mpf(0),
-                                 eps=mpmath.eps)
+                                 cos=mpmath.cos, log1p=mpmath.log1p, expm1=mpmath.expm1, pi=+mpmath.pi,
+                                 one=mpmath.mpf(1), zero=mpmath.mpf(0), eps=mpmath.eps)
 
 
 # ---------------------------------------------------------------- double precision

@@ -780,7 +780,8 @@ def test_rerun_reproducer_ldm_mean_norm_beyond_double_range_is_refused():
 def test_rerun_reproducers_fuzz_seed_46019879():
     # erf at a huge preactivation variance (s2 = 2.3e16): c = 2v/(1 + 2v) and a rho near 1 lost
     # sqrt(eps) in asin; now from 1 - c and 1 - a rho given exactly
-    lo, hi = coefficients("erf", 1.0, s2=2.312117298986472e16), coefficients("erf", 1.0, s2=2.312117298986472e16, dps=40)
+    lo = coefficients("erf", 1.0, s2=2.312117298986472e16)
+    hi = coefficients("erf", 1.0, s2=2.312117298986472e16, dps=40)
     assert lo.mu_s**2 + lo.mu_e**2 == pytest.approx(lo.mustar**2, rel=1e-14)
     for k in ("mu1", "mustar", "mu_s", "mu_e"):
         assert getattr(lo, k) == pytest.approx(float(getattr(hi, k)), rel=1e-14)
@@ -790,3 +791,13 @@ def test_rerun_reproducers_fuzz_seed_46019879():
     r = simulate_ldm(n_over_d=0.4916, d=32, spectrum="isotropic", lam=1.147e-06, beta_max=mpmath.mpf("0.5"),
                      T=74, seeds=2)
     assert math.isfinite(r.kl_gen_data_per_dim)
+
+
+@pytest.mark.parametrize("s2, t", [(1e-8, 1e-6), (1e-3, 0.01), (0.3, 0.2), (1e6, 3.0)])
+def test_erf_coefficients_at_small_and_large_preactivation_variance(s2, t):
+    # at a tiny variance asin(d) - a (1 - rho) cancelled to O(a^2) (1.6e-4 relative at s2 = 1e-8,
+    # t = 1e-6): mu_e^2 is now the positive series there
+    lo, hi = coefficients("erf", t, s2=s2), coefficients("erf", t, s2=s2, dps=40)
+    assert lo.mu_s**2 + lo.mu_e**2 == pytest.approx(lo.mustar**2, rel=1e-13)
+    for k in ("mu1", "mustar", "mu_s", "mu_e"):
+        assert getattr(lo, k) == pytest.approx(float(getattr(hi, k)), rel=1e-13)
