@@ -10,15 +10,7 @@ def available_bytes() -> int:
     """Memory available to this process now: MemAvailable on Linux (else physical memory), and
     no more than the address space left under an RLIMIT_AS limit (``ulimit -v``), which makes
     allocations fail with MemoryError however much memory the machine has free."""
-    have = None
-    try:
-        with open("/proc/meminfo") as fh:
-            for line in fh:
-                if line.startswith("MemAvailable:"):
-                    have = int(line.split()[1]) * 1024
-                    break
-    except OSError:
-        pass
+    have = _proc_bytes("/proc/meminfo", "MemAvailable:")
     if have is None:
         try:
             have = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
@@ -37,16 +29,19 @@ def _address_space_left() -> int | None:
         return None
     if soft == resource.RLIM_INFINITY:
         return None
-    used = 0
+    return max(0, soft - (_proc_bytes("/proc/self/status", "VmSize:") or 0))
+
+
+def _proc_bytes(path: str, field: str) -> int | None:
+    """A ``field: N kB`` line of a /proc file in bytes, or None (no such file or line)."""
     try:
-        with open("/proc/self/status") as fh:
+        with open(path) as fh:
             for line in fh:
-                if line.startswith("VmSize:"):
-                    used = int(line.split()[1]) * 1024
-                    break
+                if line.startswith(field):
+                    return int(line.split()[1]) * 1024
     except OSError:
         pass
-    return max(0, soft - used)
+    return None
 
 
 def check_memory(name: str, needed: float, what: str) -> None:

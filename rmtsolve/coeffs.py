@@ -273,11 +273,11 @@ def _closed_erf(rho, omr, ns, c=None, omc=None):
     b = a * rho
     omb = oma + omr - oma * omr                       # 1 - a rho
     mu_s2 = 2 / ns.pi * _asin_minus(b, omb, ns)
-    # asin(a) - asin(b) = asin((a^2 - b^2) / (a sqrt(1 - b^2) + b sqrt(1 - a^2)))
-    d = (a * omr) * (a + b) / (a * ns.sqrt(omb * (1 + b)) + b * ns.sqrt(oma * (1 + a)))
     if a <= 0.5:  # there asin(d) - a omr cancels to O(a^2): sum the positive series instead
         mu_e2 = 2 / ns.pi * _erf_e_series(a, rho, omr, ns)
     else:
+        # asin(a) - asin(b) = asin((a^2 - b^2) / (a sqrt(1 - b^2) + b sqrt(1 - a^2)))
+        d = (a * omr) * (a + b) / (a * ns.sqrt(omb * (1 + b)) + b * ns.sqrt(oma * (1 + a)))
         mu_e2 = 2 / ns.pi * ns.asin(d) - 2 * a * omr / ns.pi
     mustar2 = 2 / ns.pi * _asin_minus(a, oma, ns)
     mu1 = 2 / ns.sqrt(3 * ns.pi) if c is None else ns.sqrt(2 * a / ns.pi)

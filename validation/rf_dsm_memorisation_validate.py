@@ -47,6 +47,7 @@ sys.path.insert(0, str(ROOT.parent))
 from rmtsolve import rf_dsm, simulate_rf_dsm  # noqa: E402
 from rmtsolve.population import parse_spectrum  # noqa: E402
 from rmtsolve.rf_dsm.generate import generate_rf_dsm  # noqa: E402
+from rmtsolve.rf_dsm.sim import empirical_weights  # noqa: E402
 from _validate import Tasks, add_scaleout_flags, extrapolate  # noqa: E402
 
 RESULTS, CACHE = ROOT / "results", ROOT / "cache"
@@ -90,17 +91,29 @@ def mem_task(**kw) -> dict:
             "kl_sde": g.generated_kl_gaussian_fit["sde"], "kl_ode": g.generated_kl_gaussian_fit["ode"]}
 
 
+def ese_spec(pt, d):
+    """(key, kwargs) of a part-A simulation; sei_spec and mem_spec likewise for B and C."""
+    kw = dict(pt, d=d, seeds=ESE_SEEDS[d], seed=97)
+    return key("ese2", **kw), kw
+
+
+def sei_spec(pt, d, seeds):
+    kw = dict(pt, **GEN_GRID, d=d, seeds=seeds, K=50, seed=5)
+    return key("sei", **kw), kw
+
+
+def mem_spec(psi_p):
+    kw = dict(psi_p=psi_p, **MEM, seed=11)
+    return key("mem", **kw), kw
+
+
 def task_lists(quick):
     """(function, [(key, kwargs)]) of every simulation of parts A, B and C."""
-    a = [(key("ese2", **pt, d=d, seeds=ESE_SEEDS[d], seed=97), dict(pt, d=d, seeds=ESE_SEEDS[d], seed=97))
-         for pt in ESE_POINTS for d in ([100, 200] if quick else ESE_SEEDS)]
+    a = [ese_spec(pt, d) for pt in ESE_POINTS for d in ([100, 200] if quick else ESE_SEEDS)]
     if quick:
         return [(ese_task, a)]
-    b = [(key("sei", **pt, **GEN_GRID, d=d, seeds=seeds, K=50, seed=5),
-          dict(pt, **GEN_GRID, d=d, seeds=seeds, K=50, seed=5))
-         for pt in GEN_POINTS for d, seeds in GEN_DIMS]
-    c = [(key("mem", psi_p=pp, **MEM, seed=11), dict(psi_p=pp, **MEM, seed=11)) for pp in MEM_PSI_P]
-    return [(ese_task, a), (sei_task, b), (mem_task, c)]
+    b = [sei_spec(pt, d, seeds) for pt in GEN_POINTS for d, seeds in GEN_DIMS]
+    return [(ese_task, a), (sei_task, b), (mem_task, [mem_spec(pp) for pp in MEM_PSI_P])]
 
 
 def emax(n: int) -> float:
@@ -118,7 +131,6 @@ def ev_correction(pt, d):
     return -2 * emax(n) * sig / (D * math.sqrt(d))
 
 
-
 def selection_stats(pt, d, n_test=2000, seed=0):
     """Mean largest softmax weight of the diffused training set at fresh y (data only)."""
     rng = np.random.default_rng(seed)
@@ -127,9 +139,7 @@ def selection_stats(pt, d, n_test=2000, seed=0):
     X = rng.standard_normal((n, d)) * np.sqrt(ell)
     y = a * rng.standard_normal((n_test, d)) * np.sqrt(ell) + math.sqrt(-math.expm1(-2 * pt["t"])) * \
         rng.standard_normal((n_test, d))
-    logw = (a * (y @ X.T) - 0.5 * a * a * np.sum(X * X, axis=1)[None, :]) / -math.expm1(-2 * pt["t"])
-    w = np.exp(logw - logw.max(axis=1, keepdims=True))
-    return float(np.mean(1 / w.sum(axis=1)))
+    return float(np.mean(np.max(empirical_weights(y, X, pt["t"]), axis=1)))
 
 
 def part_a(quick):
@@ -141,7 +151,7 @@ def part_a(quick):
         row = dict(pt, spectrum=str(spec), tau=pt.get("tau"), theory=th)
         devs, ses, used_d = [], [], []
         for d in dims:
-            s = TASKS.load(key("ese2", **pt, d=d, seeds=ESE_SEEDS[d], seed=97))
+            s = TASKS.load(ese_spec(pt, d)[0])
             n = max(1, round(pt["psi_n"] * d))
             ind_se = s["ind_se"] if np.isfinite(s["ind_se"]) else abs(s["ind"]) * 1e-3
             row[f"sim_d{d}"], row[f"se_d{d}"] = s["ese"], s["se"]
@@ -177,7 +187,7 @@ def part_b():
         row = dict(pt, theory_same_grid=th)
         ds, devs, ses = [], [], []
         for d, seeds in GEN_DIMS:
-            g = TASKS.load(key("sei", **pt, **GEN_GRID, d=d, seeds=seeds, K=50, seed=5))
+            g = TASKS.load(sei_spec(pt, d, seeds)[0])
             row[f"sim_d{d}"], row[f"se_d{d}"] = g["integral"], g["se"]
             ds.append(d), devs.append(g["integral"] - th), ses.append(max(g["se"], 1e-6))
         a, se_a = extrapolate(ds, devs, ses)
@@ -193,7 +203,7 @@ def part_b():
 def part_c():
     rows = []
     for pp in MEM_PSI_P:
-        g = TASKS.load(key("mem", psi_p=pp, **MEM, seed=11))
+        g = TASKS.load(mem_spec(pp)[0])
         th = rf_dsm(psi_n=MEM["psi_n"], psi_p=pp, m=MEM["m"], t=0.1, lam=MEM["lam"])
         rows.append(dict(psi_p=pp, **{k: v for k, v in g.items() if k != "key"},
                          train_t01=float(th.train_error), gap_t01=float(th.gap),

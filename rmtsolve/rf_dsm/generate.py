@@ -34,7 +34,7 @@ from .._results import ShortRepr
 from .._resources import check_memory
 from ..errors import ParameterError, check_integer, check_scalar
 from .equations import rf_dsm_spectrum
-from .sim import ridge_solve
+from .sim import empirical_score, ridge_solve
 from .solver import PSI_MAX, T_MAX
 
 
@@ -77,7 +77,6 @@ def generate_rf_dsm(*, psi_n: float, psi_p: float, m, lam: float, K: int = 500, 
     points per time for the score errors).  ``theory=False`` skips the theory's integral.
     """
     from ..activations import resolve_activation
-    from .sim import empirical_score
 
     for name, v in (("psi_n", psi_n), ("psi_p", psi_p), ("lam", lam), ("t0", t0), ("T", T)):
         check_scalar(name, v, low=0, low_open=True, high={"t0": T_MAX, "T": T_MAX, "psi_n": PSI_MAX,

@@ -278,8 +278,7 @@ def ridge_solve(G, R, lam, *, xp=np, terms=None, f=None):
     eigenvalues, e.g. a gradient flow's (1 - e^{-tau s})/s, which needs the eigenbasis anyway).
     ``xp`` is the array namespace of G and R.
     """
-    trace = xp.linalg.trace(G) if hasattr(xp.linalg, "trace") else np.trace(G)  # numpy < 2: no linalg.trace
-    if f is None and lam >= _SOLVE_RIDGE * float(trace):
+    if f is None and lam >= _SOLVE_RIDGE * float(_trace(G, xp)):
         return xp.linalg.solve(G + lam * xp.eye(G.shape[0], dtype=G.dtype), R)
     ev, V = xp.linalg.eigh(G)
     kernel = ev <= max(G.shape[0], terms or 0) * _EPS * float(xp.max(ev))
@@ -288,16 +287,28 @@ def ridge_solve(G, R, lam, *, xp=np, terms=None, f=None):
     return V @ ((f or (lambda s: 1 / s))(s_l)[:, None] * coef)
 
 
-def empirical_score(y, X, t, *, xp=np):
-    """The exact score of the diffused training set at the rows of y (a softmax over training points).
+def _trace(G, xp):
+    return xp.linalg.trace(G) if hasattr(xp.linalg, "trace") else np.trace(G)  # numpy < 2: no linalg.trace
 
-    The law of e^{-t} x_i + sqrt(D) z with x_i uniform over the rows of X has the score
-    -(y - e^{-t} sum_i w_i x_i)/D with w_i proportional to exp(-||y - e^{-t} x_i||^2/(2D)).
+
+def empirical_weights(y, X, t, *, xp=np):
+    """The softmax weights w_i, proportional to exp(-||y - e^{-t} x_i||^2/(2D)), of the training
+    points (rows of X) in the exact score of the diffused training set at the rows of y.
+
     ``xp`` is the array namespace of y and X (numpy by default).
     """
     a, D = math.exp(-t), -math.expm1(-2 * t)
     logw = (a * (y @ X.T) - 0.5 * a * a * xp.sum(X * X, axis=1)[None, :]) / D
     logw -= xp.max(logw, axis=1, keepdims=True)
     w = xp.exp(logw)
-    w /= xp.sum(w, axis=1, keepdims=True)
-    return -(y - a * (w @ X)) / D
+    return w / xp.sum(w, axis=1, keepdims=True)
+
+
+def empirical_score(y, X, t, *, xp=np):
+    """The exact score of the diffused training set at the rows of y (a softmax over training points).
+
+    The law of e^{-t} x_i + sqrt(D) z with x_i uniform over the rows of X has the score
+    -(y - e^{-t} sum_i w_i x_i)/D with the weights of :func:`empirical_weights`.
+    """
+    a, D = math.exp(-t), -math.expm1(-2 * t)
+    return -(y - a * (empirical_weights(y, X, t, xp=xp) @ X)) / D

@@ -203,14 +203,14 @@ def rf_dsm(*, psi_n, psi_p, m, t, lam, activation="relu", tau=None, dps=None,
         check_flow_mp_cost(system, dps)
     co, coef = coefficient_arrays(activation, t, spec.s2, dps)
     mu1, mus2, mue2 = coef
-    if np.any(np.isinf(psi_p) & (mus2 + mue2 == 0)):
+    linear = mus2 + mue2 == 0  # features without a nonlinear part (mu_* = 0)
+    if np.any(np.isinf(psi_p) & linear):
         # linear features span only linear maps: their psi_p -> inf limit is a different
         # (linear ridgeless) problem from the kernel limit of derivation step 13
         raise ParameterError("psi_p", "finite for an activation without a nonlinear part (mu_* = 0, e.g. linear)",
                              math.inf)
     params = dict(psi_n=psi_n, psi_p=psi_p, m=m_b, t=t, lam=lam,
                   activation=co[0].activation if co else str(activation), spectrum=spec.label, s2=spec.s2)
-    linear = mus2 + mue2 == 0
     if on_error == "raise":
         check_ridgeless(psi_n, psi_p, iota, lam, linear)
     failed = _divergent(psi_n, psi_p, iota, lam, linear)
