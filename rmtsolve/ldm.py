@@ -1092,12 +1092,6 @@ def ldm(*, n_over_d, spectrum="isotropic", lam=0.0, tau=None, T: int = 1000,
                              "continuum law at dps digits takes minutes per point)", pop.label)
     if on_error not in ("raise", "nan"):
         raise ParameterError("on_error", '"raise" or "nan"', on_error)
-    # the mean's share of the KLs is about mean_norm tr Sigma^-1 / (2 d) per dimension (d times
-    # that in total): beyond double range it would read inf (mpmath's exponents are unbounded)
-    worst = float(np.max(np.asarray(mean_norm, dtype=float))) * float(pop.weight @ (1 / pop.lam)) * (d or 1)
-    if dps is None and worst > _MEAN_MAX:
-        raise ParameterError("mean_norm, spectrum, d", f"such that mean_norm tr Sigma^-1 <= {_MEAN_MAX:g} "
-                             "in double precision (the KLs would overflow; pass dps)", worst)
     try:
         b = np.broadcast_arrays(*(np.asarray(x, dtype=float) for x in
                                   (n_over_d, lam, tau_arr, mean_norm, beta_min, beta_max)))
@@ -1106,6 +1100,12 @@ def ldm(*, n_over_d, spectrum="isotropic", lam=0.0, tau=None, T: int = 1000,
                              "arrays of shapes that broadcast", None) from None
     if b[0].size == 0:
         raise ParameterError("n_over_d, lam, tau, mean_norm, beta_min, beta_max", "non-empty", None)
+    # the mean's share of the KLs is about mean_norm tr Sigma^-1 / (2 d) per dimension (d times
+    # that in total): beyond double range it would read inf (mpmath's exponents are unbounded)
+    worst = float(b[3].max()) * float(pop.weight @ (1 / pop.lam)) * (d or 1)
+    if dps is None and worst > _MEAN_MAX:
+        raise ParameterError("mean_norm, spectrum, d", f"such that mean_norm tr Sigma^-1 <= {_MEAN_MAX:g} "
+                             "in double precision (the KLs would overflow; pass dps)", worst)
     flat = [x.ravel() for x in b]
     # the schedule, the block of maps, and per point three error integrals and two per-step
     # errors; an mpmath number takes about 100 bytes against 8

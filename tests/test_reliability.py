@@ -801,3 +801,11 @@ def test_erf_coefficients_at_small_and_large_preactivation_variance(s2, t):
     assert lo.mu_s**2 + lo.mu_e**2 == pytest.approx(lo.mustar**2, rel=1e-13)
     for k in ("mu1", "mustar", "mu_s", "mu_e"):
         assert getattr(lo, k) == pytest.approx(float(getattr(hi, k)), rel=1e-13)
+
+
+@pytest.mark.parametrize("name", ["n_over_d", "lam", "mean_norm", "beta_min", "beta_max"])
+def test_rerun_reproducer_ldm_empty_array_in_any_parameter_is_refused(name):
+    # fuzz seed 433302465: mean_norm=[] reached np.max (a traceback) before the empty-grid check
+    kw = dict(n_over_d=1.778, d=24, lam=0.000422, mean_norm=1.0, beta_min=0.0004918, T=199)
+    with pytest.raises(ParameterError, match="non-empty"):
+        ldm(**dict(kw, **{name: []}))
