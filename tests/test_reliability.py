@@ -809,3 +809,27 @@ def test_rerun_reproducer_ldm_empty_array_in_any_parameter_is_refused(name):
     kw = dict(n_over_d=1.778, d=24, lam=0.000422, mean_norm=1.0, beta_min=0.0004918, T=199)
     with pytest.raises(ParameterError, match="non-empty"):
         ldm(**dict(kw, **{name: []}))
+
+
+_PEAK = """
+import rmtsolve
+from rmtsolve._resources import _proc_bytes
+from rmtsolve.rf_dsm.sim import _memory_estimate
+# VmHWM, not ru_maxrss: a child's ru_maxrss starts at its parent's (pytest's) high-water mark
+base = _proc_bytes("/proc/self/status", "VmHWM:")
+rmtsolve.simulate_rf_dsm(psi_n={psi_n}, psi_p={psi_p}, m={m}, t=0.5, lam=1.0, d={d}, seeds=1)
+peak = _proc_bytes("/proc/self/status", "VmHWM:") - base
+print(peak, _memory_estimate({d}.0, {psi_n} * {d}, {psi_p} * {d}, {m}.0, 1.0, None))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/status")
+def test_rerun_reproducer_simulation_peak_memory_stays_below_its_estimate_when_d_exceeds_p():
+    # fuzz seed 433302465: chunks were sized by p alone, so at d >> p one chunk held all n m noisy
+    # inputs (2 GiB at d = 11019) and the run died with MemoryError under an 8 GB address-space
+    # limit that the estimate had passed; measured before the fix: 1034 MiB against 592 MiB
+    out = subprocess.run([sys.executable, "-c", _PEAK.format(psi_n=1, psi_p=0.05, m=4, d=3000)],
+                         capture_output=True, text=True, timeout=120, check=True).stdout
+    peak, est = map(float, out.split())
+    assert 0.4 * est < peak <= est

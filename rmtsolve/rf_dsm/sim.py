@@ -169,13 +169,16 @@ def simulate_rf_dsm(*, psi_n: float, psi_p: float, m, t: float, lam: float, acti
 
 
 def _memory_estimate(d, n, p, m, lam, tau) -> float:
-    """Peak bytes of one seed: the training data (n x d), W, B, Phi^T Z (p x d), the p x p
+    """Peak bytes of one seed: the training data (n x d), five p x d matrices (W, B, Phi^T Z and
+    the temporaries of the solve and of the training error; measured 4.8 at d = 1e5), the p x p
     matrices (U and U/N + lam I with the solve's copy, measured 3.8 p^2 in all; eigh for a
-    gradient flow adds its vectors and LAPACK's 2 p^2 workspace, measured 7 p^2), a feature
-    chunk and the test chunk; the ridgeless solve keeps the whole feature matrix."""
-    # a chunk holds at least one data point with its m noisy copies and their features
+    gradient flow adds its vectors and LAPACK's 2 p^2 workspace, measured 7 p^2), and the
+    temporaries of a training or test chunk (noise, inputs, features, the softmax's logits:
+    measured up to 4.7 chunks); the ridgeless solve keeps the whole feature matrix."""
+    # a chunk holds at least one data point with its m noisy copies, or one test point
+    chunk = max(_CHUNK_BYTES, 8.0 * m * max(p, d), 8.0 * max(p, n, d))
     square = 7 if tau is not None else 4
-    est = 8.0 * (n * d + 3 * p * d + square * p * p + d) + 2 * max(_CHUNK_BYTES, 8.0 * m * (2 * d + p))
+    est = 8.0 * (n * d + 5 * p * d + square * p * p + d) + 5 * chunk
     if lam == 0 and tau is None:
         est += 8.0 * n * m * (p + d) * 2
     return est
@@ -206,7 +209,9 @@ def _one_seed(rng, act, d, n, p, m, t, lam, n_test, tau, sqrt_ell, be):
     W = be.asarray(rng.standard_normal((p, d)))
     a, sD = math.exp(-t), math.sqrt(1 - math.exp(-2 * t))
     N = n * m
-    rows = max(1, _CHUNK_BYTES // (8 * p * m))  # data points per chunk (each with m copies)
+    # data points per chunk, each with m noisy copies of d inputs and p features: chunking by p
+    # alone let a d >> p chunk hold all n m inputs (2 GiB at n = 12363, m = 2, d = 11019)
+    rows = max(1, _CHUNK_BYTES // (8 * m * max(p, d)))
     if lam == 0 and tau is None:
         if N * p * 8 > 4 * 2**30:
             raise ParameterError("lam", "> 0 for simulations this large (ridgeless needs the full feature matrix)", lam)
@@ -248,7 +253,7 @@ def _one_seed(rng, act, d, n, p, m, t, lam, n_test, tau, sqrt_ell, be):
     acc, emp, ind = be.zeros(d), 0.0, 0.0
     sD_D = sD / -math.expm1(-2 * t)
     X = be.asarray(X)
-    test_rows = max(1, _CHUNK_BYTES // (8 * max(p, n)))
+    test_rows = max(1, _CHUNK_BYTES // (8 * max(p, n, d)))  # features, softmax logits or inputs
     for start in range(0, n_test, test_rows):
         k = min(test_rows, n_test - start)
         z = rng.standard_normal((k, d))
