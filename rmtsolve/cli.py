@@ -221,6 +221,9 @@ def build_parser() -> argparse.ArgumentParser:
         q.add_argument("--csv", default=None, help="write CSV to FILE")
         q.add_argument("--jsonl", default=None, help="write JSON lines to FILE")
         q.add_argument("--quiet", action="store_true", help="no progress display")
+        q.add_argument("--comment", action="store_true",
+                       help="start the CSV with a line '# rmtsolve VERSION: COMMAND' (read it with "
+                            "pandas.read_csv(..., comment='#')); CSV only")
         q.add_argument("--dps", type=_int(16), default=None, help="mpmath decimal digits")
 
     p = sub.add_parser("optimize", help="the ridge or training time minimising the test error",
@@ -395,6 +398,8 @@ def _cmd_sweep(a):
     from . import sweep
 
     flags = SWEEP_FLAGS[a.model]
+    if a.comment and a.jsonl:
+        raise ParameterError("--comment", "used with CSV output (a JSON lines file has no comment lines)", "--jsonl")
     ranges = {name: sweep.parse_value(name, getattr(a, name), integer=kind in ("int", "m"),
                                       allow_inf=kind == "m" or name in ("tau", "d", "psi_p"))
               for name, (_d, kind) in flags.items()}
@@ -449,6 +454,13 @@ def _cmd_sweep(a):
             return res
 
     fh, fmt = sweep.open_output(a.csv, a.jsonl)
+    if a.comment:
+        import shlex
+
+        from . import __version__
+
+        # off by default: the conventions put the column header on the first line
+        fh.write(f"# rmtsolve {__version__}: {shlex.join(['rmtsolve', *a.argv])}\n")
     try:
         sweep.run(solve, ranges, outputs, fh, fmt, progress=not a.quiet and sys.stderr.isatty(),
                   integer_columns=[n for n, (_d, kind) in flags.items() if kind in ("int", "m")],
@@ -553,6 +565,7 @@ def _numeric(text: str) -> bool:
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(_attach_negative_values(argv))
+    args.argv = argv
     try:
         status = COMMANDS[args.command](args)
     except ParameterError as e:

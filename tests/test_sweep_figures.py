@@ -52,6 +52,25 @@ def test_sweep_jsonl_to_file(tmp_path):
     assert [r["m"] for r in csv.DictReader(io.StringIO(out_csv))] == ["2", "4"]
 
 
+def test_sweep_comment_line_names_the_version_and_the_command(tmp_path):
+    import rmtsolve
+
+    out = tmp_path / "grid.csv"
+    args = ["sweep", "ldm", "--n-over-d", "2:4:2", "--lam", "0.01", "--csv", str(out), "--quiet", "--comment"]
+    code, _, err = run(*args)
+    assert code == 0, err
+    lines = open(out).read().splitlines()
+    assert lines[0] == f"# rmtsolve {rmtsolve.__version__}: rmtsolve " + " ".join(args)
+    assert lines[1].startswith("n_over_d,lam,tau,") and len(lines) == 4
+    # without the flag the header is the first line (the conventions' CSV contract)
+    code, plain, err = run(*args[:6], "--quiet")
+    assert code == 0 and plain.splitlines()[0] == lines[1] and plain.splitlines()[1:] == lines[2:]
+    pd = pytest.importorskip("pandas")
+    assert pd.read_csv(out, comment="#")["n_over_d"].tolist() == [2.0, 4.0]
+    code, _, err = run("sweep", "ldm", "--n-over-d", "2", "--comment", "--jsonl", str(tmp_path / "x.jsonl"))
+    assert code == 2 and "--comment" in err and err.count("\n") == 1
+
+
 def test_sweep_bad_range_exits_2():
     code, _, err = run("sweep", "rf-dsm", "--psi-p", "1:2")
     assert code == 2 and "psi_p" in err and err.count("\n") == 1
