@@ -57,6 +57,10 @@ _L_STEPS = (12.0, 20.0, 30.0, 38.0)  # double-precision truncations: phi(12) ~ 5
 _TAIL = 1e-18           # the integrand over the outermost unit, relative to its integral
 _PANEL_LENGTHS = (2.0, 1.0, 0.5, 0.25)
 _RTOL = 1e-12
+# absolute accuracy floor of the squares, relative to E f^2: the pair quadrature's convergence
+# test accepts this much, and Hermite coefficients that are pure rounding (c_k ~ 1e-17 for an
+# affine f) square to below it
+_ABS_FLOOR = 1e-28
 _GL = {n: np.polynomial.legendre.leggauss(n) for n in (16, 24)}
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 _EPS = float(np.finfo(float).eps)
@@ -185,7 +189,10 @@ def _mp_key(value):
 
 
 def _clip_square(value, err, name):
-    """A non-negative square from a quadrature: tiny negative rounding becomes 0."""
+    """A non-negative square from a quadrature: tiny negative rounding becomes 0.
+
+    ``err`` must include the absolute floor of the quadratures (``_ABS_FLOOR`` or tol^2 times
+    E f^2): for an affine activation mustar^2 is exactly 0 and its parts are rounding noise."""
     if value < 0:
         if -value > err:
             raise ConvergenceError(f"{name} came out negative ({value}) beyond its error {err}")
@@ -502,7 +509,7 @@ def _squares_rho_np(act: Activation, rho: float, omr: float, t: float):
         c = np.asarray(mom.c[2:])
         mu_s2 = float(rk @ (c * c))
         err = float(rk @ (2 * np.abs(c) * mom.c_err[2:])) + rho ** (_K_MAX + 1) * mom.mustar2
-        mu_e2 = _clip_square(mom.mustar2 - mu_s2, err, "mu_e^2")
+        mu_e2 = _clip_square(mom.mustar2 - mu_s2, err + _ABS_FLOOR * mom.second, "mu_e^2")
         mu_s2 = min(mu_s2, mom.mustar2)  # keeps mustar^2 = mu_s^2 + mu_e^2 where rounding clipped
         return mom.mu0, mom.mu1, mom.mustar2, mu_s2, mu_e2
     s = math.sqrt(omr * (1.0 + rho))
@@ -516,11 +523,11 @@ def _squares_rho_np(act: Activation, rho: float, omr: float, t: float):
         # rounding of sigmā(u) - sigmā(v) (size ~ sqrt(mu_e^2)) bounds the attainable accuracy
         # when t is tiny: relative ~ eps / sqrt(mu_e^2)
         rounding = 16 * _EPS * math.sqrt((mom.second + mu1 * mu1) * mu_e2)
-        if err <= _RTOL * mu_e2 + rounding + 1e-28 * mom.second:
+        if err <= _RTOL * mu_e2 + rounding + _ABS_FLOOR * mom.second:
             break
     else:
         raise ConvergenceError(f"mu_e^2 of activation {_label(act)!r} at t={t} did not converge")
-    mu_s2 = _clip_square(mom.mustar2 - mu_e2, err, "mu_s^2")
+    mu_s2 = _clip_square(mom.mustar2 - mu_e2, err + _ABS_FLOOR * mom.second, "mu_s^2")
     mu_e2 = min(mu_e2, mom.mustar2)
     return mom.mu0, mom.mu1, mom.mustar2, mu_s2, mu_e2
 
@@ -997,7 +1004,9 @@ def _pair_gh_mp(act, mom, rho, s, slope, diff, tol, dps, first):
             for n in _GH_LADDER[first:]:
                 value, coarse = total(n, xs, gx, sq, m)
                 scale = abs(value) if diff else mom.second
-                if prev is not None and abs(value - prev) <= tol * scale:
+                # the absolute floor as in the acceptance below: for an affine activation the
+                # value is rounding noise that successive rules do not reproduce relatively
+                if prev is not None and abs(value - prev) <= tol * scale + tol ** 2 * mom.second:
                     break
                 prev = value
             else:
@@ -1343,7 +1352,7 @@ def _squares_rho_mp(act: Activation, rho, omr, t, dps: int):
             err = mpmath.fsum(rho ** k * 2 * abs(ck) * e
                               for k, (ck, e) in enumerate(zip(c, c_err)) if k >= 2)
             err += rho ** len(c) * tail
-            mu_e2 = _clip_square(mom.mustar2 - mu_s2, err + tol * mom.mustar2, "mu_e^2")
+            mu_e2 = _clip_square(mom.mustar2 - mu_s2, err + tol * mom.mustar2 + tol ** 2 * mom.second, "mu_e^2")
             mu_s2 = min(mu_s2, mom.mustar2)
             return mom.mu0, mom.mu1, mom.mustar2, mu_s2, mu_e2
         s = mpmath.sqrt(omr * (1 + rho))
@@ -1353,7 +1362,7 @@ def _squares_rho_mp(act: Activation, rho, omr, t, dps: int):
         if err > tol * mu_e2 + tol ** 2 * mom.second:
             raise ConvergenceError(f"mu_e^2 of activation {_label(act)!r} at t={t} did not "
                                    f"converge at dps={dps}")
-        mu_s2 = _clip_square(mom.mustar2 - mu_e2, err + tol * mom.mustar2, "mu_s^2")
+        mu_s2 = _clip_square(mom.mustar2 - mu_e2, err + tol * mom.mustar2 + tol ** 2 * mom.second, "mu_s^2")
         mu_e2 = min(mu_e2, mom.mustar2)
         return mom.mu0, mom.mu1, mom.mustar2, mu_s2, mu_e2
 

@@ -833,3 +833,52 @@ def test_rerun_reproducer_simulation_peak_memory_stays_below_its_estimate_when_d
                          capture_output=True, text=True, timeout=120, check=True).stdout
     peak, est = map(float, out.split())
     assert 0.4 * est < peak <= est
+
+
+@pytest.mark.parametrize("expr, slope, offset", [("2*x", 2, 0), ("x + 1", 1, 1), ("3*x - 2", 3, -2)])
+@pytest.mark.parametrize("t", ["1e-6", "0.5", "3", "800", "1e300"])
+def test_affine_expression_coefficients_at_high_precision(expr, slope, offset, t):
+    # fuzz seed 1989062765 (exit 3, so counted as documented): for an affine f, mustar^2 is exactly 0
+    # and mu_s^2, mu_e^2 are rounding noise, which the negative-square check held against error
+    # estimates of 0 ('2*x' at t = 800: -8.5e-1508 "beyond its error" 5.7e-1567); the check now
+    # allows the quadratures' absolute floor (tol^2 E f^2), as their convergence tests do
+    c = coefficients(expr, t, dps=29)
+    assert float(c.mu1) == pytest.approx(slope, rel=1e-14) and abs(c.mu1 - slope) < 1e-25
+    assert abs(c.mu0 - offset) < 1e-25
+    assert c.mustar < 1e-25 and c.mu_s < 1e-25 and c.mu_e < 1e-25
+
+
+@pytest.mark.parametrize("t", [1e-6, 0.5])
+def test_affine_expression_coefficients_at_another_variance_in_double_precision(t):
+    # the double-precision twin: 'x + 1' at s2 = 7 gave mu_s^2 = -4e-33 "beyond its error" 3e-33
+    c = coefficients("x + 1", t, s2=7.0)
+    assert c.mu0 == pytest.approx(1.0, rel=1e-14) and c.mu1 == pytest.approx(1.0, rel=1e-14)
+    assert c.mustar < 1e-14 and c.mu_s < 1e-14 and c.mu_e < 1e-14
+
+
+def test_affine_expression_near_full_correlation_at_another_variance_at_high_precision():
+    # the Gauss-Hermite ladder asked successive rules to agree relative to a value that is pure
+    # rounding for an affine f (t = 1e-8, s2 = 50); it now has the acceptance's absolute floor
+    c = coefficients("2*x", "1e-8", s2="50", dps=30)
+    assert abs(c.mu1 - 2) < 1e-25 and c.mustar < 1e-25 and c.mu_e < 1e-25
+    # a smooth activation there keeps its relative accuracy
+    lo, hi = coefficients("tanh(x)", "1e-8", s2="50", dps=30), coefficients("tanh(x)", "1e-8", s2="50", dps=45)
+    assert abs(lo.mu_e - hi.mu_e) < 1e-29 * hi.mu_e and abs(lo.mu_s - hi.mu_s) < 1e-29 * hi.mu_s
+
+
+def test_successful_commands_print_no_warnings(tmp_path):
+    # fuzz seed 1989062765 (exit 0, stderr noted): m = 1.8e308 overflowed 1/iota in the
+    # divergence test; a generated KL near 1e300 overflowed its standard error's squares
+    code, out, err, _ = run("rf-dsm", "--psi-n=0.9814", "--psi-p", "1.0", "--m", "1.7976931348623157e308",
+                            "--activation", "gelu", "--json")
+    assert code == 0 and err == "" and math.isfinite(json.loads(out)["test_error"])
+    tiny = tmp_path / "tiny.txt"
+    tiny.write_text("1e-300 1\n")
+    code, out, err, _ = run("simulate", "rf-dsm", "--t0", "0.001992", "--t", "0.5755", "--d", "11", "--steps", "2",
+                            "--psi-p", "0.3196", "--seeds", "2", "--T=0.5155", "--lam", "6.271e-06", "--activation",
+                            "softplus", "--generate", "19", "--m", "4", "--spectrum", f"file:{tiny}", "--json")
+    assert code == 0 and err == "", err
+    r = json.loads(out)
+    for s in ("sde", "ode"):
+        kl, se = r["generated_kl_gaussian_fit"][s], r["generated_kl_gaussian_fit_stderr"][s]
+        assert 1e290 < kl < 1e308 and 0 < se < kl

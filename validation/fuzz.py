@@ -2384,7 +2384,7 @@ class Stats:
     messages: collections.Counter = dataclasses.field(default_factory=collections.Counter)
     checker: int = 0
     stderr_notes: int = 0
-    stderr_example: str = ""
+    stderr_examples: dict = dataclasses.field(default_factory=dict)  # distinct first lines -> repro
 
 
 class Campaign:
@@ -2450,7 +2450,8 @@ class Campaign:
             st_.clean += 1
             if o.note.startswith("stderr:"):
                 st_.stderr_notes += 1
-                st_.stderr_example = st_.stderr_example or f"{tgt.repro(ex)}  ->  {o.note}"
+                if o.note not in st_.stderr_examples and len(st_.stderr_examples) < 5:
+                    st_.stderr_examples[o.note] = tgt.repro(ex)
         elif o.kind == "checker":
             st_.checker += 1
             if len(self.checker_errors) < 30:
@@ -2535,7 +2536,8 @@ def write_reports(camp: Campaign, meta: dict, report_dir: pathlib.Path):
                        "mean_seconds": round(s.seconds / max(s.tried, 1), 4), "max_seconds": round(s.max_seconds, 2),
                        "outcomes": dict(s.reasons.most_common()),
                        "top_documented_messages": [{"count": n, "message": m} for m, n in s.messages.most_common(6)],
-                       "exit0_with_stderr": s.stderr_notes, "exit0_with_stderr_example": s.stderr_example}
+                       "exit0_with_stderr": s.stderr_notes, "exit0_with_stderr_examples": [
+                           f"{r}  ->  {n}" for n, r in s.stderr_examples.items()]}
         for k in ("tried", "clean", "documented", "defect", "checker"):
             setattr(tot, k, getattr(tot, k) + getattr(s, k))
     defects = sorted(camp.defects.values(), key=lambda r: (-r["count"], r["target"]))
@@ -2600,7 +2602,9 @@ def write_reports(camp: Campaign, meta: dict, report_dir: pathlib.Path):
     notes = [(n, p) for n, p in per.items() if p["exit0_with_stderr"]]
     if notes:
         md += ["", "## Successful commands that wrote to stderr (not counted as defects)", ""]
-        md += [f"- {n}: {p['exit0_with_stderr']} examples, e.g. `{p['exit0_with_stderr_example'][:300]}`" for n, p in notes]
+        for n, p in notes:
+            md.append(f"- {n}: {p['exit0_with_stderr']} examples; distinct first lines:")
+            md += [f"  - `{e[:500]}`" for e in p["exit0_with_stderr_examples"]]
     md += ["", "## Most frequent documented errors per target", ""]
     for name, p in per.items():
         if p["top_documented_messages"]:

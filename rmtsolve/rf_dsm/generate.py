@@ -30,6 +30,7 @@ import math
 
 import numpy as np
 
+from .._parallel import seed_stderr
 from .._results import ShortRepr
 from .._resources import check_memory
 from ..errors import ParameterError, check_integer, check_scalar
@@ -100,8 +101,7 @@ def generate_rf_dsm(*, psi_n: float, psi_p: float, m, lam: float, K: int = 500, 
 
     def stat(key, sub=None):
         vals = np.array([r[key] if sub is None else r[key][sub] for r in runs], dtype=float)
-        se = vals.std(ddof=1) / math.sqrt(len(vals)) if len(vals) > 1 else math.nan
-        return float(vals.mean()), float(se)
+        return float(vals.mean()), float(seed_stderr(vals))
 
     mem = {s: stat("memorized", s) for s in ("sde", "ode")}
     kl = {s: stat("kl", s) for s in ("sde", "ode")}

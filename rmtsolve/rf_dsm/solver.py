@@ -323,7 +323,8 @@ def _solve_kernel_points(system, args, tau, on_error, *, coeff_mp, dps, raw):
 def _divergent(psi_n, psi_p, iota, lam, linear=False):
     """Ridgeless points at the interpolation threshold p = n m (finite m), and for linear
     features (mu_* = 0, spanning min(p, d) dimensions) also at n m = d when p > d."""
-    with np.errstate(divide="ignore"):
+    # a subnormal iota (m near the double maximum) overflows to m = inf: not a threshold point
+    with np.errstate(divide="ignore", over="ignore"):
         m = np.where(iota > 0, 1 / np.where(iota > 0, iota, 1), np.inf)
     ridgeless = (lam == 0) & np.isfinite(m)
     return ridgeless & (np.isclose(psi_p, psi_n * m, rtol=1e-9, atol=0)
