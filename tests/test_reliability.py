@@ -882,3 +882,15 @@ def test_successful_commands_print_no_warnings(tmp_path):
     for s in ("sde", "ode"):
         kl, se = r["generated_kl_gaussian_fit"][s], r["generated_kl_gaussian_fit_stderr"][s]
         assert 1e290 < kl < 1e308 and 0 < se < kl
+
+
+@pytest.mark.slow
+def test_rerun_reproducer_small_flow_train_error_agrees_with_30_digits():
+    # fuzz seed 2745573689: the order-16 Talbot sum left 2.5e-10 of a train error of 4.6e-4
+    # (truncation on a cancellation; the test error was right to 7e-13); such points now go
+    # to the 40-digit fallback at orders 20 and 24
+    kw = dict(psi_n=0.2, psi_p=4.153, m=3, t=1.5, lam=0.01944, tau=4.37, activation="relu",
+              spectrum=[1.559, 0.9252])
+    lo, hi = rf_dsm(**kw), rf_dsm(**kw, dps=30)
+    for k in ("train_error", "test_error"):
+        assert abs(getattr(lo, k) - float(getattr(hi, k))) <= 1e-12 * float(getattr(hi, k))
